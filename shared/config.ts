@@ -1,0 +1,237 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+
+/** How a worker acknowledges a batch; see the README's durability table. */
+export type Durability = 'fsync' | 'write' | 'off';
+
+/** One worker of the cluster, as the config names it. */
+export interface WorkerSpec {
+  /** The URL the coordinator forwards to, normalised (`http://127.0.0.1:5001`). */
+  readonly url: string;
+  /** Host to connect to. */
+  readonly host: string;
+  readonly port: number;
+  /** True when the host is this machine's loopback: the coordinator spawns it. */
+  readonly local: boolean;
+  /** Stable name: log file, write-ahead log and lock owner (`worker-5001`). */
+  readonly id: string;
+}
+
+/** The validated config with every default filled in and every path absolute. */
+export interface Config {
+  /** Coordinator's port. @default 5000 */
+  readonly port: number;
+  /** Coordinator's listen address. @default '127.0.0.1' */
+  readonly host: string;
+  /** The workers; a number N in the file means ports port+1 .. port+N. @default 4 */
+  readonly workers: readonly WorkerSpec[];
+  /** Folder of the per-tenant files and the write-ahead logs. @default 'db/' */
+  readonly database: string;
+  /** Folder of the log files. @default 'logs/' */
+  readonly worker_logs: string;
+  /** Seconds between a worker's persists. @default 5 */
+  readonly worker_persist: number;
+  /** Seconds between re-reads of the config file. @default 5 */
+  readonly config_check: number;
+  /** Address local workers listen on; null means the loopback address of their URL. @default null */
+  readonly worker_host: string | null;
+  /** When a worker answers 200: after fsync, after write, or at once. @default 'fsync' */
+  readonly durability: Durability;
+  /** Seconds one forwarding attempt may take. @default 5 */
+  readonly forward_timeout: number;
+  /** Seconds a request may spend across all its attempts before the client gets 503. @default 15 */
+  readonly forward_deadline: number;
+  /** Seconds between health checks of each worker. @default 1 */
+  readonly health_check: number;
+  /** Seconds a removed worker gets to persist and exit before SIGKILL. @default 10 */
+  readonly kill_timeout: number;
+  /** Seconds after which a lock whose holder stopped refreshing it is taken over. @default 5 */
+  readonly lock_stale: number;
+  /** Largest request body, bytes. @default 4194304 */
+  readonly max_body_bytes: number;
+  /** Most items in one batch. @default 10000 */
+  readonly max_batch_items: number;
+  /** Longest id, characters. @default 256 */
+  readonly max_id_length: number;
+  /** Longest tenant, characters. @default 256 */
+  readonly max_tenant_length: number;
+  /** Merge concurrent small batches into one upstream request. @default true */
+  readonly coalesce: boolean;
+}
+
+/** A config that does not parse or validate; `key` names the culprit when there is one. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly key: string | undefined;
+
+  constructor(message: string, key?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.key = key;
+  }
+}
+
+export const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
+
+const KNOWN_KEYS = new Set([
+  'port', 'host', 'workers', 'database', 'worker_logs', 'worker_persist', 'config_check',
+  'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
+  'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
+  'max_tenant_length', 'coalesce',
+]);
+
+function show(value: unknown): string {
+  const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+  let text: string;
+  try {
+    text = typeof value === 'string' ? `'${value}'` : JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  if (text.length > 60) text = `${text.slice(0, 57)}...`;
+  return `\`${text}\` (${type})`;
+}
+
+function expected(key: string, what: string, value: unknown): ConfigError {
+  return new ConfigError(`Expected \`${key}\` to be ${what}, got ${show(value)}`, key);
+}
+
+type Raw = Record<string, unknown>;
+
+function numberKey(raw: Raw, key: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER, integer = false): number {
+  const value = raw[key];
+  if (value === undefined || value === null) return fallback;
+  const what = `${integer ? 'an integer' : 'a number'} ${min === 0 ? '> 0' : `>= ${min}`}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ''}`;
+  if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) throw expected(key, what, value);
+  if ((min === 0 ? value <= 0 : value < min) || value > max) throw expected(key, what, value);
+  return value;
+}
+
+function stringKey(raw: Raw, key: string, fallback: string): string {
+  const value = raw[key];
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'string' || value.trim() === '') throw expected(key, 'a non-empty string', value);
+  return value;
+}
+
+function workerFromUrl(text: unknown, index: number): WorkerSpec {
+  const key = `workers[${index}]`;
+  if (typeof text !== 'string') throw expected(key, 'a URL like http://localhost:5001', text);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw expected(key, 'a URL like http://localhost:5001', text);
+  }
+  if (url.protocol !== 'http:') throw expected(key, 'an http:// URL', text);
+  if (url.port === '') throw expected(key, 'a URL with an explicit port', text);
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '') {
+    throw expected(key, 'a URL with only a host and a port', text);
+  }
+  const port = Number(url.port);
+  const local = LOCAL_HOSTS.has(url.hostname);
+  // Connect to the address itself, not "localhost": it may resolve to ::1 first while the worker binds 127.0.0.1.
+  const host = url.hostname === 'localhost' ? '127.0.0.1' : url.hostname.replace(/^\[|\]$/g, '');
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  const id = local ? `worker-${port}` : `worker-${host.replace(/[^A-Za-z0-9.-]/g, '_')}-${port}`;
+  return { url: `http://${urlHost}:${port}`, host, port, local, id };
+}
+
+function workersKey(raw: Raw, port: number): WorkerSpec[] {
+  const value = raw.workers ?? 4;
+  let workers: WorkerSpec[];
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0 || value > 256 || port + value > 65535) {
+      throw expected('workers', `a list of URLs or a whole number from 0 to ${Math.min(256, 65535 - port)}`, value);
+    }
+    workers = Array.from({ length: value }, (_, i) => workerFromUrl(`http://127.0.0.1:${port + 1 + i}`, i));
+  } else if (Array.isArray(value)) {
+    workers = value.map((entry, i) => workerFromUrl(entry, i));
+  } else {
+    throw expected('workers', 'a list of URLs or a whole number', value);
+  }
+  const seen = new Map<string, number>();
+  workers.forEach((worker, i) => {
+    const key = `${worker.host}:${worker.port}`;
+    const before = seen.get(key);
+    if (before !== undefined) throw new ConfigError(`\`workers[${i}]\` repeats \`workers[${before}]\` (${worker.url})`, `workers[${i}]`);
+    if (worker.local && worker.port === port) {
+      throw new ConfigError(`\`workers[${i}]\` uses the coordinator's own port ${port}`, `workers[${i}]`);
+    }
+    seen.set(key, i);
+  });
+  return workers;
+}
+
+/** Validates a parsed YAML document; relative paths are resolved against `baseDir`. */
+export function validateConfig(raw: unknown, baseDir: string, warn: (message: string) => void = () => {}): Config {
+  if (raw === null || raw === undefined) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`Expected the config to be a mapping of keys, got ${show(raw)}`);
+  const r = raw as Raw;
+  for (const key of Object.keys(r)) {
+    if (!KNOWN_KEYS.has(key)) warn(`config key \`${key}\` is unknown and ignored (check its spelling)`);
+  }
+  const port = numberKey(r, 'port', 5000, 1, 65535, true);
+  const durability = r.durability ?? 'fsync';
+  if (durability !== 'fsync' && durability !== 'write' && durability !== 'off') {
+    throw expected('durability', "one of 'fsync', 'write', 'off'", durability);
+  }
+  const coalesce = r.coalesce ?? true;
+  if (typeof coalesce !== 'boolean') throw expected('coalesce', 'true or false', coalesce);
+  const workerHost = r.worker_host ?? null;
+  if (workerHost !== null && (typeof workerHost !== 'string' || workerHost.trim() === '')) {
+    throw expected('worker_host', 'an address such as 127.0.0.1 or 0.0.0.0', workerHost);
+  }
+  const forwardTimeout = numberKey(r, 'forward_timeout', 5, 0);
+  const forwardDeadline = numberKey(r, 'forward_deadline', 15, 0);
+  if (forwardDeadline < forwardTimeout) {
+    throw new ConfigError(`Expected \`forward_deadline\` (${forwardDeadline}) to be at least \`forward_timeout\` (${forwardTimeout})`, 'forward_deadline');
+  }
+  return {
+    port,
+    host: stringKey(r, 'host', '127.0.0.1'),
+    workers: workersKey(r, port),
+    database: path.resolve(baseDir, stringKey(r, 'database', 'db/')),
+    worker_logs: path.resolve(baseDir, stringKey(r, 'worker_logs', 'logs/')),
+    worker_persist: numberKey(r, 'worker_persist', 5, 0, 86400),
+    config_check: numberKey(r, 'config_check', 5, 0, 86400),
+    worker_host: workerHost as string | null,
+    durability,
+    forward_timeout: forwardTimeout,
+    forward_deadline: forwardDeadline,
+    health_check: numberKey(r, 'health_check', 1, 0, 3600),
+    kill_timeout: numberKey(r, 'kill_timeout', 10, 0, 3600),
+    // proper-lockfile refuses a stale time under 2 s.
+    lock_stale: numberKey(r, 'lock_stale', 5, 2, 3600),
+    max_body_bytes: numberKey(r, 'max_body_bytes', 4 * 1024 * 1024, 64, 1024 * 1024 * 1024, true),
+    max_batch_items: numberKey(r, 'max_batch_items', 10_000, 1, 10_000_000, true),
+    max_id_length: numberKey(r, 'max_id_length', 256, 1, 65536, true),
+    max_tenant_length: numberKey(r, 'max_tenant_length', 256, 1, 4096, true),
+    coalesce,
+  };
+}
+
+/** Parses YAML text into a config; throws ConfigError with the reason (and line) when it cannot. */
+export function parseConfig(text: string, baseDir: string, warn?: (message: string) => void): Config {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new ConfigError(`The config is not valid YAML: ${reason}`, undefined, { cause: err });
+  }
+  return validateConfig(raw, baseDir, warn);
+}
+
+/** Reads and validates a config file; relative paths in it are relative to its folder. */
+export function loadConfig(file: string, warn?: (message: string) => void): Config {
+  const absolute = path.resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(`Cannot read the config file ${absolute} (${code})`, undefined, { cause: err });
+  }
+  return parseConfig(text, path.dirname(absolute), warn);
+}

@@ -1,0 +1,80 @@
+import { isUtf8 } from 'node:buffer';
+import { AppError } from './errors.js';
+
+/** One counted thing: `id` is counted at most once per `tenant`. */
+export interface Item {
+  readonly id: string;
+  readonly tenant: string;
+}
+
+/** The input limits, all config keys. */
+export interface Limits {
+  readonly max_batch_items: number;
+  readonly max_id_length: number;
+  readonly max_tenant_length: number;
+}
+
+// Control characters are refused: they hide in logs and terminals, and no real id needs them.
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Why a value cannot be an id or a tenant, or undefined when it can. */
+function problemWith(value: unknown, field: 'id' | 'tenant', maxLength: number): string | undefined {
+  if (value === undefined) return `\`${field}\` is missing`;
+  if (typeof value !== 'string') {
+    const type = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+    return `\`${field}\` must be a string, got ${type}`;
+  }
+  if (value.length === 0) return `\`${field}\` must not be empty`;
+  if (value.length > maxLength) return `\`${field}\` is ${value.length} characters long; the limit is ${maxLength}`;
+  if (CONTROL.test(value)) return `\`${field}\` must not contain control characters`;
+  // A lone surrogate has no UTF-8 form: two different ones would map to the same stored bytes.
+  if (!value.isWellFormed()) return `\`${field}\` is not well-formed Unicode (lone surrogate)`;
+  return undefined;
+}
+
+/** Throws `invalid_tenant` unless `tenant` is a tenant a batch could have stored. */
+export function checkTenant(tenant: unknown, maxLength: number): string {
+  const problem = problemWith(tenant, 'tenant', maxLength);
+  if (problem !== undefined) throw new AppError('invalid_tenant', `The tenant is invalid: ${problem}.`);
+  return tenant as string;
+}
+
+/** Decodes a request body as UTF-8 JSON, with a client-fit error when it is not. */
+export function parseJsonBody(body: Buffer): unknown {
+  if (!isUtf8(body)) throw new AppError('invalid_utf8');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    const detail = err instanceof SyntaxError ? ` (${err.message})` : '';
+    throw new AppError('invalid_json', `The request body is not valid JSON${detail}.`, { cause: err });
+  }
+}
+
+/**
+ * Validates a whole batch before anything of it is applied: the first bad item is
+ * reported by index and nothing is stored. Extra keys in an item are ignored.
+ */
+export function validateBatch(value: unknown, limits: Limits): Item[] {
+  if (!Array.isArray(value)) {
+    const type = value === null ? 'null' : typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+    throw new AppError('invalid_batch', `The request body must be a JSON array of {"id", "tenant"} objects, got ${type}.`);
+  }
+  if (value.length > limits.max_batch_items) {
+    throw new AppError('too_many_items', `The batch has ${value.length} items; the limit is ${limits.max_batch_items}.`);
+  }
+  for (let i = 0; i < value.length; i++) {
+    const item: unknown = value[i];
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+      throw new AppError('invalid_item', `Item ${i} must be an object with string \`id\` and \`tenant\`.`, { index: i });
+    }
+    const { id, tenant } = item as Record<string, unknown>;
+    const problem = problemWith(id, 'id', limits.max_id_length) ?? problemWith(tenant, 'tenant', limits.max_tenant_length);
+    if (problem !== undefined) throw new AppError('invalid_item', `Item ${i}: ${problem}.`, { index: i });
+  }
+  return value as Item[];
+}
+
+/** Body bytes → validated items; the one entry point both the coordinator and the workers use. */
+export function parseBatch(body: Buffer, limits: Limits): Item[] {
+  return validateBatch(parseJsonBody(body), limits);
+}

@@ -1,0 +1,53 @@
+import lockfile from 'proper-lockfile';
+
+/** What a lock holder can ask while it works. */
+export interface HeldLock {
+  /** True once another process took the lock over (we were too slow to refresh it). */
+  readonly compromised: () => boolean;
+}
+
+/** Thrown when the lock could not be had within the wait (a live holder kept it). */
+export class LockBusyError extends Error {
+  override name = 'LockBusyError';
+}
+
+/**
+ * The one place lock options are set, so every process uses the same `stale` and
+ * `update` (proper-lockfile requires that). `realpath: false` lets us lock a tenant file
+ * that does not exist yet. We wait about twice the stale time: long enough to take over a
+ * lock whose holder was SIGKILLed, short enough that one stuck tenant does not stall a persist round.
+ */
+function lockOptions(staleMs: number, onCompromised: (err: Error) => void): lockfile.LockOptions {
+  const maxTimeout = 200;
+  return {
+    stale: staleMs,
+    update: Math.floor(staleMs / 2),
+    realpath: false,
+    retries: { retries: Math.ceil((2 * staleMs) / maxTimeout) + 5, factor: 1.5, minTimeout: 5, maxTimeout },
+    // The default handler throws from a timer and kills the process; ours only records it.
+    onCompromised,
+  };
+}
+
+/**
+ * Runs `work` while holding the cross-process lock of `file` (`<file>.lock`), and
+ * releases it afterwards whatever happens. A compromised lock never throws from a timer.
+ */
+export async function withLock<T>(file: string, staleMs: number, work: (lock: HeldLock) => Promise<T>): Promise<T> {
+  let compromised = false;
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(file, lockOptions(staleMs, () => { compromised = true; }));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOCKED') {
+      throw new LockBusyError(`${file} stayed locked by another process`, { cause: err });
+    }
+    throw err;
+  }
+  try {
+    return await work({ compromised: () => compromised });
+  } finally {
+    // Releasing a compromised lock rejects: the lock is someone else's now, nothing to undo.
+    await release().catch(() => {});
+  }
+}
