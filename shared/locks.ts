@@ -29,25 +29,40 @@ function lockOptions(staleMs: number, onCompromised: (err: Error) => void): lock
   };
 }
 
+/** A lock we hold: release it exactly once (never rejects). */
+export interface Lock extends HeldLock {
+  readonly release: () => Promise<void>;
+}
+
+/**
+ * Takes the lock of `file`. With `wait: false` it fails at once (LockBusyError) unless
+ * the lock is free or stale. Prefer `withLock`; this is for locks held across steps.
+ */
+export async function acquireLock(file: string, staleMs: number, options: { wait?: boolean } = {}): Promise<Lock> {
+  let compromised = false;
+  const lockOpts = lockOptions(staleMs, () => { compromised = true; });
+  if (options.wait === false) lockOpts.retries = 0;
+  try {
+    const release = await lockfile.lock(file, lockOpts);
+    // Releasing a compromised lock rejects: the lock is someone else's now, nothing to undo.
+    return { compromised: () => compromised, release: () => release().catch(() => {}) };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOCKED') {
+      throw new LockBusyError(`${file} is locked by another process`, { cause: err });
+    }
+    throw err;
+  }
+}
+
 /**
  * Runs `work` while holding the cross-process lock of `file` (`<file>.lock`), and
  * releases it afterwards whatever happens. A compromised lock never throws from a timer.
  */
 export async function withLock<T>(file: string, staleMs: number, work: (lock: HeldLock) => Promise<T>): Promise<T> {
-  let compromised = false;
-  let release: () => Promise<void>;
+  const lock = await acquireLock(file, staleMs);
   try {
-    release = await lockfile.lock(file, lockOptions(staleMs, () => { compromised = true; }));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ELOCKED') {
-      throw new LockBusyError(`${file} stayed locked by another process`, { cause: err });
-    }
-    throw err;
-  }
-  try {
-    return await work({ compromised: () => compromised });
+    return await work(lock);
   } finally {
-    // Releasing a compromised lock rejects: the lock is someone else's now, nothing to undo.
-    await release().catch(() => {});
+    await lock.release();
   }
 }

@@ -1,0 +1,39 @@
+# CountApp. `make` installs what is missing, builds, and runs the cluster with ./config.yaml.
+CONFIG ?= config.yaml
+NODE   ?= node
+
+.PHONY: all run build install tests test bench bench-short clean
+
+all: run
+
+# npm writes node_modules/.package-lock.json on every install: reinstall only when the lockfile changed.
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.package-lock.json
+
+dist/.built: node_modules/.package-lock.json tsconfig.json $(shell find coordinator worker shared bench -name '*.ts' 2>/dev/null)
+	npx tsc -p tsconfig.json
+	@chmod +x dist/coordinator/main.js
+	@touch $@
+
+build: dist/.built
+
+run: build
+	$(NODE) dist/coordinator/main.js --config $(CONFIG)
+
+tests: build
+	npx vitest run
+
+test: tests
+
+bench: build
+	$(NODE) dist/bench/main.js
+
+# A few seconds of every benchmark, so CI notices when the harness breaks (figures meaningless).
+bench-short: build
+	$(NODE) dist/bench/main.js --short
+
+clean:
+	rm -rf dist db logs bench-results

@@ -1,0 +1,243 @@
+import { EventEmitter } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import { ConfigError, parseConfig, type Config } from '../shared/config.js';
+import type { Logger } from '../shared/log.js';
+
+/** Events a ConfigWatcher emits. */
+export interface ConfigWatcherEvents {
+  /**
+   * A new valid config that differs from the last one. It keeps the running values of
+   * `port`, `host` and `database`, which only a restart can change.
+   */
+  config: [config: Config];
+}
+
+/** Options of a ConfigWatcher. */
+export interface ConfigWatcherOptions {
+  /** Absolute path of the config file. */
+  readonly file: string;
+  readonly log: Logger;
+  /** The config the coordinator started with: the last good config until a reload replaces it. */
+  readonly initial: Config;
+  /** The text `initial` was parsed from, so an unchanged file is not reloaded. */
+  readonly initialText: string;
+}
+
+/** Keys a running coordinator cannot change: a new value is reported and ignored. */
+const RESTART_KEYS = ['port', 'host', 'database'] as const;
+
+/** Watch events closer together than this are one save (editors truncate, then write). */
+const SETTLE_MS = 100;
+
+/**
+ * Keeps the last good config of one file: watches the file (chokidar) and also re-reads
+ * it every `config_check` seconds, emits 'config' for each new valid version, and reports
+ * an invalid one once while the last good config stays in force.
+ */
+export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
+  readonly #file: string;
+  readonly #name: string;
+  readonly #log: Logger;
+  /** The last good config, as emitted (restart-only keys kept at their running values). */
+  #config: Config;
+  /** The last text read, good or bad: the same text again is not parsed again. */
+  #lastText: string;
+  #watcher: FSWatcher | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #settleTimer: NodeJS.Timeout | undefined;
+  /** The reload running or queued; reloads run one at a time. */
+  #reloads: Promise<void> = Promise.resolve();
+  #reloadQueued = false;
+  #missingReported = false;
+  #emptyReported = false;
+  #readErrorReported: string | undefined;
+  #closing = false;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: ConfigWatcherOptions) {
+    super();
+    this.#file = path.resolve(options.file);
+    this.#name = path.basename(this.#file);
+    this.#log = options.log;
+    this.#config = options.initial;
+    this.#lastText = options.initialText;
+  }
+
+  /** The config in force: the initial one or the last good reload. */
+  get config(): Config {
+    return this.#config;
+  }
+
+  /** Starts watching; resolves once chokidar has scanned the folder. */
+  async start(): Promise<void> {
+    if (this.#watcher !== undefined || this.#closing) return;
+    // chokidar 4 has no globs, and a file replaced by rename is a new inode: watch the folder.
+    const watcher = watch(path.dirname(this.#file), { depth: 0, ignoreInitial: true, atomic: true });
+    this.#watcher = watcher;
+    watcher.on('add', (file) => this.#onEvent('add', file));
+    watcher.on('change', (file) => this.#onEvent('change', file));
+    watcher.on('unlink', (file) => this.#onEvent('unlink', file));
+    watcher.on('error', (err) => {
+      this.#log.error(`watching ${this.#file} failed; the periodic re-read goes on`, err);
+    });
+    await new Promise<void>((resolve) => {
+      watcher.once('ready', () => resolve());
+    });
+    this.#schedulePoll();
+    // The file may have changed between the coordinator's first read and the watch.
+    this.#reload().catch(() => {});
+  }
+
+  /** Stops watching and re-reading; waits for a reload in progress. A second call returns the same promise. */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    clearTimeout(this.#pollTimer);
+    clearTimeout(this.#settleTimer);
+    this.#pollTimer = undefined;
+    this.#settleTimer = undefined;
+    try {
+      await this.#watcher?.close();
+    } catch (err) {
+      this.#log.error(`could not stop watching ${this.#file}`, err);
+    }
+    try {
+      await this.#reloads;
+    } catch {
+      // #reload never rejects; nothing to report.
+    }
+  }
+
+  #onEvent(event: 'add' | 'change' | 'unlink', file: string): void {
+    if (this.#closing || path.resolve(file) !== this.#file) return;
+    if (event === 'unlink') {
+      this.#reportMissing();
+      return;
+    }
+    // Wait for the writes of one save to settle, so a half-written file is not judged.
+    clearTimeout(this.#settleTimer);
+    this.#settleTimer = setTimeout(() => {
+      this.#settleTimer = undefined;
+      this.#reload().catch(() => {});
+    }, SETTLE_MS);
+    this.#settleTimer.unref();
+  }
+
+  /** A setTimeout chain rather than setInterval, so a new `config_check` applies at the next tick. */
+  #schedulePoll(): void {
+    if (this.#closing) return;
+    this.#pollTimer = setTimeout(() => {
+      this.#pollTimer = undefined;
+      // #reload never rejects; the next tick is scheduled once this read is done.
+      this.#reload().then(
+        () => this.#schedulePoll(),
+        () => this.#schedulePoll(),
+      );
+    }, this.#config.config_check * 1000);
+    // The HTTP server keeps the coordinator alive; re-reading alone should not.
+    this.#pollTimer.unref();
+  }
+
+  /** Queues a reload; at most one waits behind the running one, as it reads the latest text anyway. */
+  #reload(): Promise<void> {
+    if (this.#reloadQueued) return this.#reloads;
+    this.#reloadQueued = true;
+    this.#reloads = this.#reloads.then(async () => {
+      this.#reloadQueued = false;
+      if (this.#closing) return;
+      try {
+        await this.#reloadNow();
+      } catch (err) {
+        this.#log.error(`reloading ${this.#file} failed unexpectedly; keeping the last good config`, err);
+      }
+    });
+    return this.#reloads;
+  }
+
+  async #reloadNow(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.#file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      if (code === 'ENOENT') {
+        this.#reportMissing();
+      } else if (this.#readErrorReported !== code) {
+        this.#readErrorReported = code;
+        this.#log.error(`cannot read ${this.#file} (${code}); keeping the last good config`);
+      }
+      return;
+    }
+    this.#missingReported = false;
+    this.#readErrorReported = undefined;
+    if (this.#closing || text === this.#lastText) return;
+
+    if (text.trim() === '') {
+      // Far more likely a save caught half-way than a wish for every default: wait for content.
+      if (!this.#emptyReported) {
+        this.#emptyReported = true;
+        this.#log.warn(`${this.#name} is empty; keeping the last good config (write \`{}\` to ask for every default)`);
+      }
+      return;
+    }
+    this.#emptyReported = false;
+    // Remembered before parsing, so a bad text is reported once, not at every re-read.
+    this.#lastText = text;
+
+    const warnings: string[] = [];
+    let next: Config;
+    try {
+      next = parseConfig(text, path.dirname(this.#file), (message) => warnings.push(message));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.#log.error(`${this.#name} rejected: ${err.message.replace(/[\s:]+$/, '')}; keeping the last good config`);
+      return;
+    }
+    for (const message of warnings) this.#log.warn(`${this.#name}: ${message}`);
+
+    const old = this.#config;
+    // The coordinator keeps its old port, so a worker may not take it even if the new file moved `port`.
+    const clash = next.workers.findIndex((worker) => worker.local && worker.port === old.port);
+    if (clash >= 0) {
+      this.#log.error(
+        `${this.#name} rejected: \`workers[${clash}]\` uses port ${old.port}, which the running coordinator listens on until it restarts; keeping the last good config`,
+      );
+      return;
+    }
+    for (const key of RESTART_KEYS) {
+      if (next[key] !== old[key]) {
+        this.#log.warn(`\`${key}\` changed from ${old[key]} to ${next[key]}: restart the coordinator for it to take effect`);
+      }
+    }
+    const config: Config = { ...next, port: old.port, host: old.host, database: old.database };
+    const changed = changedKeys(old, config);
+    if (changed.length === 0) {
+      this.#log.info(`${this.#name} re-read: nothing changed that applies without a restart`);
+      return;
+    }
+    this.#config = config;
+    this.#log.info(`${this.#name} reloaded: ${changed.join(', ')} changed`);
+    try {
+      this.emit('config', config);
+    } catch (err) {
+      this.#log.error(`a 'config' listener threw while applying ${this.#name}`, err);
+    }
+  }
+
+  #reportMissing(): void {
+    if (this.#missingReported) return;
+    this.#missingReported = true;
+    this.#log.warn('config file removed; keeping the last good config');
+  }
+}
+
+function changedKeys(a: Config, b: Config): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as (keyof Config)[]);
+  return [...keys].filter((key) => JSON.stringify(a[key]) !== JSON.stringify(b[key]));
+}

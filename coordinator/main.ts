@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, parseConfig, type Config } from '../shared/config.js';
+import { Logger } from '../shared/log.js';
+import { Coalescer } from './coalescer.js';
+import { ConfigWatcher } from './config-watcher.js';
+import { Forwarder } from './forwarder.js';
+import { createCoordinatorServer } from './server.js';
+import { Supervisor } from './supervisor.js';
+
+/**
+ * `countapp [--config PATH]`: runs a cluster in the foreground. SIGINT or SIGTERM stops
+ * it gracefully (every worker persists and exits); a second signal forces the exit.
+ */
+
+const USAGE = `Usage: countapp [--config PATH]
+
+Runs a CountApp cluster: this coordinator on the config's port and one worker process
+per local worker URL. The config file is watched; edits take effect while it runs.
+  --config PATH   the config file (default: ./config.yaml)
+  --help          this text`;
+
+function parseArgs(argv: readonly string[]): { configFile: string } {
+  let configFile = 'config.yaml';
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else if (arg === '--config' || arg === '-c') {
+      const value = argv[++i];
+      if (value === undefined) throw new ConfigError('--config needs a file path');
+      configFile = value;
+    } else if (arg.startsWith('--config=')) {
+      configFile = arg.slice('--config='.length);
+    } else {
+      throw new ConfigError(`unknown argument ${JSON.stringify(arg)}\n\n${USAGE}`);
+    }
+  }
+  return { configFile: path.resolve(configFile) };
+}
+
+async function main(): Promise<void> {
+  const log = new Logger('coordinator');
+  const { configFile } = parseArgs(process.argv.slice(2));
+  let text: string;
+  try {
+    text = readFileSync(configFile, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read the config file ${configFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, undefined, { cause: err });
+  }
+  let config: Config = parseConfig(text, path.dirname(configFile), (message) => log.warn(message));
+  mkdirSync(config.database, { recursive: true });
+  mkdirSync(config.worker_logs, { recursive: true });
+  log.setFile(path.join(config.worker_logs, 'coordinator.log'));
+  log.info(`starting with ${configFile}: ${config.workers.length} worker(s), database ${config.database}`);
+
+  const workerEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'worker', 'main.js');
+  const supervisor = new Supervisor({ log, workerEntry });
+  const forwarder = new Forwarder({
+    log,
+    config,
+    liveWorkers: () => supervisor.liveWorkers(),
+    markSuspect: (url) => supervisor.markSuspect(url),
+  });
+  const coalescer = new Coalescer({ forwarder, config });
+  const http = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => supervisor.workers() });
+  try {
+    await http.listen(config.port, config.host);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'EADDRINUSE' ? `port ${config.port} is already in use by another program: stop it or change \`port\`` : `cannot listen on ${config.host}:${config.port} (${code ?? String(err)})`,
+      'port',
+      { cause: err },
+    );
+  }
+  log.info(`coordinator listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`);
+
+  const watcher = new ConfigWatcher({ file: configFile, log, initial: config, initialText: text });
+  watcher.on('config', (next: Config) => {
+    config = next;
+    forwarder.setConfig(next);
+    coalescer.setConfig(next);
+    http.setConfig(next);
+    log.info(`config reloaded: ${next.workers.length} worker(s)`);
+    supervisor.apply(next).catch((err: unknown) => log.error('could not apply the new config', err));
+  });
+
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: string): void => {
+    if (stopping !== undefined) {
+      log.warn(`${signal} again: exiting now without waiting for the workers`);
+      process.exit(1);
+    }
+    log.info(`${signal}: stopping the cluster (every worker persists first)`);
+    stopping = (async () => {
+      http.beginShutdown();
+      for (const [name, step] of [
+        ['config watcher', () => watcher.close()],
+        ['HTTP server', () => http.close()],
+        ['batches under way', () => coalescer.close()],
+        ['workers', () => supervisor.close()],
+        ['forwarder', () => forwarder.close()],
+      ] as const) {
+        try {
+          await step();
+        } catch (err) {
+          log.error(`while stopping the ${name}`, err);
+        }
+      }
+      log.info('stopped');
+      process.exit(0);
+    })();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+
+  await supervisor.start(config);
+  await watcher.start();
+  log.info('cluster ready');
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`countapp: ${err.message}\n`);
+  } else {
+    process.stderr.write(`countapp: cannot start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  }
+  process.exit(1);
+});
