@@ -129,6 +129,7 @@ function workerFromUrl(text: unknown, index: number): WorkerSpec {
     throw expected(key, 'a URL with only a host and a port', text);
   }
   const port = Number(url.port);
+  if (port < 1 || port > 65535) throw expected(key, 'a URL with a port from 1 to 65535', text);
   const local = LOCAL_HOSTS.has(url.hostname);
   // Connect to the address itself, not "localhost": it may resolve to ::1 first while the worker binds 127.0.0.1.
   const host = url.hostname === 'localhost' ? '127.0.0.1' : url.hostname.replace(/^\[|\]$/g, '');
@@ -152,7 +153,8 @@ function workersKey(raw: Raw, port: number): WorkerSpec[] {
   }
   const seen = new Map<string, number>();
   workers.forEach((worker, i) => {
-    const key = `${worker.host}:${worker.port}`;
+    // Local workers are named by port alone (worker-5001), so two loopback spellings of one port clash.
+    const key = worker.local ? `local:${worker.port}` : `${worker.host}:${worker.port}`;
     const before = seen.get(key);
     if (before !== undefined) throw new ConfigError(`\`workers[${i}]\` repeats \`workers[${before}]\` (${worker.url})`, `workers[${i}]`);
     if (worker.local && worker.port === port) {

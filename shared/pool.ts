@@ -15,6 +15,6 @@ export async function mapSettledLimit<T, R>(inputs: readonly T[], limit: number,
       }
     }
   }
-  await Promise.all(Array.from({ length: Math.min(limit, inputs.length) }, lane));
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), inputs.length) }, lane));
   return results;
 }

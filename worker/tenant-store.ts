@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import type { Item } from '../shared/items.js';
 import { tenantFilePath } from '../shared/tenant-file.js';
 import { withLock } from '../shared/locks.js';
@@ -159,7 +160,9 @@ export class TenantStore {
   async persist(name: string): Promise<number> {
     const tenant = this.#tenant(name);
     await tenant.loaded;
-    const { log, lockStaleMs, sync } = this.#options;
+    const { log, lockStaleMs, sync, database } = this.#options;
+    // Someone may have deleted the folder while we run: recreate it rather than wait on a lock that cannot be made.
+    await mkdir(database, { recursive: true });
     return withLock(tenant.file, lockStaleMs, async (lock) => {
       await tenant.catchUp(log, true);
       if (tenant.pending.size === 0) return 0;

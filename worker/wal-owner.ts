@@ -81,10 +81,13 @@ export async function claimWal(walRoot: string, workerId: string, staleMs: numbe
   }
 }
 
-/** After a clean shutdown (log empty): remove the owner record and the folder. */
+/**
+ * After a clean shutdown — every logged pair is in the tenant files — delete the log,
+ * the owner record and the folder.
+ */
 export async function releaseWal(walRoot: string, workerId: string): Promise<void> {
   const folder = path.join(walRoot, workerId);
-  if ((await listSegments(folder)).length > 0) return;
+  await dropSegments(folder, await listSegments(folder));
   await rm(path.join(folder, OWNER_FILE), { force: true });
   await rmdir(folder).catch(() => {});
 }

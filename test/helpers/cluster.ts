@@ -1,0 +1,569 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { stringify as toYaml } from 'yaml';
+import { freePorts } from './ports.js';
+
+/** The repository root: the nearest folder above this file whose package.json is CountApp's. */
+export const REPO_ROOT: string = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+/** The built coordinator (`make` / `npm run build` writes it; the tests do not build). */
+export const COORDINATOR_ENTRY: string = path.join(REPO_ROOT, 'dist', 'coordinator', 'main.js');
+
+/** Every process a cluster starts inherits this variable, so cleanup finds them even when orphaned. */
+const MARKER = 'COUNTAPP_TEST_CLUSTER';
+
+const DEFAULT_WORKERS = 2;
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 20_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+const OUTPUT_LIMIT = 4 * 1024 * 1024;
+
+/** One worker as the coordinator's `GET /` lists it. */
+export interface WorkerStatus {
+  readonly id: string;
+  readonly url: string;
+  readonly state: string;
+  readonly pid: number | null;
+  readonly restarts: number;
+  readonly [key: string]: unknown;
+}
+
+/** The coordinator's `GET /` answer. */
+export interface ClusterStatus {
+  readonly status: string;
+  readonly workers: readonly WorkerStatus[];
+  readonly [key: string]: unknown;
+}
+
+/** An HTTP answer: the status, the body parsed as JSON (the raw text when it is not JSON), the headers. */
+export interface HttpResult {
+  readonly status: number;
+  // `any`: test code reads arbitrary JSON shapes (body.error.code, body.count).
+  readonly body: any;
+  readonly headers: Headers;
+}
+
+export interface ClusterOptions {
+  /** Number of workers, on the ports right after the coordinator's. @default 2 */
+  readonly workers?: number;
+  /** Config keys laid over the harness's base config (see `startCluster`). */
+  readonly config?: Record<string, unknown>;
+  /** Wait until `GET /` says every worker is up. With false, return right after the spawn. @default true */
+  readonly wait?: boolean;
+  /** How long to wait for the cluster to be up. @default 30000 */
+  readonly readyTimeoutMs?: number;
+}
+
+export interface StopOptions {
+  /** Signal the coordinator's whole process group, like Ctrl-C in a terminal. @default false */
+  readonly group?: boolean;
+  /** How long to wait for the coordinator to exit before SIGKILLing everything. @default 20000 */
+  readonly timeoutMs?: number;
+}
+
+/** A running cluster made from a temp config; see `startCluster`. */
+export interface Cluster {
+  /** The temp folder: config.yaml, db/, logs/, coordinator.out. */
+  readonly dir: string;
+  readonly configFile: string;
+  /** The coordinator's port. */
+  readonly port: number;
+  /** The coordinator's base URL, `http://127.0.0.1:<port>`. */
+  readonly url: string;
+  /** The worker URLs of the config now written. */
+  readonly workerUrls: string[];
+  /** The coordinator's pid (a new one after `restart()`). */
+  readonly pid: number;
+  /** How the coordinator exited, once it has. */
+  readonly exited: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined;
+  /** Everything the coordinator (and workers sharing its stdout) printed, stdout and stderr interleaved. */
+  output(): string;
+  /** `GET /` of the coordinator; throws unless it answers 200. */
+  status(): Promise<ClusterStatus>;
+  /** The pids of the workers `GET /` lists now. */
+  workerPids(): Promise<number[]>;
+  /** `POST /items` to the coordinator (or `target`, a base URL). A string or bytes are sent as they are. */
+  post(items: unknown, target?: string): Promise<HttpResult>;
+  /** `GET /items/count?tenant=` on the coordinator (or `target`); throws unless 200 with a number. */
+  count(tenant: string, target?: string): Promise<number>;
+  /** Any request to the coordinator; `pathname` starts with '/'. */
+  request(pathname: string, init?: RequestInit, target?: string): Promise<HttpResult>;
+  /** Rewrites config.yaml as the base config with `patch` over it (an `undefined` value removes a key), by temp file + rename. */
+  writeConfig(patch: Record<string, unknown>): void;
+  /** Writes config.yaml with exactly `text` (to test a file that does not parse), by temp file + rename. */
+  writeConfigText(text: string): void;
+  /** Polls `predicate` every 50 ms until it is true; a throw counts as false. */
+  waitFor(predicate: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void>;
+  /** Waits until `GET /` answers 200 and lists every configured worker as up. */
+  waitReady(timeoutMs?: number): Promise<void>;
+  /**
+   * Sends `signal` to the coordinator and waits for its exit; after `timeoutMs` SIGKILLs it
+   * and every worker it ever reported. Returns the exit code (null when killed by a signal).
+   */
+  stop(signal?: NodeJS.Signals, options?: StopOptions): Promise<number | null>;
+  /** Stops the coordinator (SIGINT) if running, then starts it again on the same folder and waits until ready. */
+  restart(): Promise<void>;
+  /** Stops if running, SIGKILLs any process of the cluster still alive, and removes the temp folder. */
+  cleanup(): Promise<void>;
+}
+
+const clusters = new Set<ClusterProcess>();
+
+/**
+ * Starts a real cluster from a temp config: a fresh `countapp-*` folder in the OS temp dir,
+ * a block of free consecutive ports (the coordinator's, then one per worker), and a
+ * config.yaml with `port`, `workers` (a list of `http://127.0.0.1:<p>`), `database: db/`,
+ * `worker_logs: logs/`, `worker_persist: 1`, `config_check: 1`, `health_check: 0.5`,
+ * `kill_timeout: 5`, `lock_stale: 2`, then `options.config` over those. Runs
+ * `node dist/coordinator/main.js --config <file>` in its own process group and waits until
+ * every worker is up. On failure everything is killed and removed, and the error has the
+ * coordinator's output.
+ */
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  if (!fs.existsSync(COORDINATOR_ENTRY)) {
+    throw new Error(`${COORDINATOR_ENTRY} does not exist: build first (make, or npm run build)`);
+  }
+  const override = options.config ?? {};
+  const workers = typeof override.workers === 'number' ? override.workers : options.workers ?? DEFAULT_WORKERS;
+  const [coordinatorPort, ...workerPorts] = await freePorts(workers + 1, { consecutive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'countapp-'));
+  const base: Record<string, unknown> = {
+    port: coordinatorPort,
+    workers: workerPorts.map((port) => `http://127.0.0.1:${port}`),
+    database: 'db/',
+    worker_logs: 'logs/',
+    worker_persist: 1,
+    config_check: 1,
+    health_check: 0.5,
+    kill_timeout: 5,
+    lock_stale: 2,
+    ...override,
+  };
+  const cluster = new ClusterProcess(dir, base);
+  clusters.add(cluster);
+  try {
+    cluster.writeConfig({});
+    cluster.spawn();
+    if (options.wait !== false) await cluster.waitReady(options.readyTimeoutMs ?? READY_TIMEOUT_MS);
+  } catch (err) {
+    cluster.killEverythingSync(false);
+    const output = cluster.output();
+    await cluster.cleanup();
+    const message = err instanceof Error ? err.message : String(err);
+    throw new Error(`startCluster failed: ${message}\n--- coordinator output ---\n${tail(output, 20_000)}`, { cause: err });
+  }
+  return cluster;
+}
+
+/** Cleans up every cluster this process started and has not cleaned up yet; for `afterEach`/`afterAll`. */
+export async function stopAllClusters(): Promise<void> {
+  const results = await Promise.allSettled([...clusters].map((cluster) => cluster.cleanup()));
+  const failed = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed.length > 0) throw new AggregateError(failed.map((result) => result.reason), 'stopAllClusters: some clusters failed to clean up');
+}
+
+/** True while `pid` is a running process (an exited but unreaped zombie counts as gone). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  const state = procStat(pid)?.state;
+  return state !== 'Z' && state !== 'X';
+}
+
+/** Polls `predicate` every 50 ms until it is true, or throws after `timeoutMs` naming `what` (and the last error). */
+export async function waitFor(predicate: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      if (await predicate()) return;
+      lastError = undefined;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      const last = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${last}`);
+    }
+    await sleep(50);
+  }
+}
+
+// If the test process exits without its hooks (a crash, process.exit), leave nothing behind.
+process.on('exit', () => {
+  for (const cluster of clusters) cluster.killEverythingSync(true);
+});
+
+interface ExitInfo {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+class ClusterProcess implements Cluster {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly #base: Record<string, unknown>;
+  #current: Record<string, unknown>;
+  readonly #outFile: string;
+  readonly #token: string;
+  #output = '';
+  #child: ChildProcess | undefined;
+  #exit: Promise<ExitInfo> | undefined;
+  #exitInfo: ExitInfo | undefined;
+  /** Every coordinator this cluster ran, with its start time (to tell a reused pid apart). */
+  readonly #coordinators: Array<{ pid: number; start: number | undefined }> = [];
+  /** Every worker pid `GET /` ever reported, with its start time. */
+  readonly #workers = new Map<number, number | undefined>();
+  #cleanup: Promise<void> | undefined;
+  #removed = false;
+
+  constructor(dir: string, base: Record<string, unknown>) {
+    this.dir = dir;
+    this.configFile = path.join(dir, 'config.yaml');
+    this.#outFile = path.join(dir, 'coordinator.out');
+    this.#token = dir;
+    this.#base = base;
+    this.#current = base;
+  }
+
+  get port(): number {
+    const port = this.#current.port;
+    if (typeof port !== 'number') throw new Error(`the config's port is not a number: ${String(port)}`);
+    return port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get workerUrls(): string[] {
+    const workers = this.#current.workers;
+    if (typeof workers === 'number') return Array.from({ length: workers }, (_, i) => `http://127.0.0.1:${this.port + 1 + i}`);
+    if (Array.isArray(workers)) return workers.filter((url): url is string => typeof url === 'string');
+    return [];
+  }
+
+  get pid(): number {
+    const pid = this.#child?.pid;
+    if (pid === undefined) throw new Error('the coordinator is not started');
+    return pid;
+  }
+
+  get exited(): ExitInfo | undefined {
+    return this.#exitInfo;
+  }
+
+  output(): string {
+    return this.#output;
+  }
+
+  /** Starts the coordinator process (not waiting for it to be ready). */
+  spawn(): void {
+    if (this.#child !== undefined && this.#exitInfo === undefined) throw new Error('the coordinator is already running');
+    if (this.#child !== undefined) this.#append(`\n--- restart ${new Date().toISOString()} ---\n`);
+    this.#exitInfo = undefined;
+    const child = spawn(process.execPath, [COORDINATOR_ENTRY, '--config', this.configFile], {
+      cwd: this.dir,
+      env: { ...process.env, [MARKER]: this.#token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: a test can send "Ctrl-C" to the group, and it never hits vitest.
+      detached: true,
+    });
+    this.#child = child;
+    this.#exit = new Promise<ExitInfo>((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.#exitInfo = { code, signal };
+        resolve(this.#exitInfo);
+      });
+      child.once('error', (err) => {
+        this.#append(`\n[harness] spawn error: ${err.message}\n`);
+        if (child.pid === undefined) {
+          this.#exitInfo = { code: null, signal: null };
+          resolve(this.#exitInfo);
+        }
+      });
+    });
+    child.stdout?.on('data', (chunk: Buffer) => this.#append(chunk.toString('utf8')));
+    child.stderr?.on('data', (chunk: Buffer) => this.#append(chunk.toString('utf8')));
+    if (child.pid !== undefined) this.#coordinators.push({ pid: child.pid, start: procStat(child.pid)?.start });
+  }
+
+  async status(): Promise<ClusterStatus> {
+    const result = await this.request('/');
+    if (result.body !== null && typeof result.body === 'object') this.#record(result.body as ClusterStatus);
+    if (result.status !== 200) throw new Error(`GET / answered ${result.status}: ${JSON.stringify(result.body)}`);
+    return result.body as ClusterStatus;
+  }
+
+  async workerPids(): Promise<number[]> {
+    const { workers } = await this.status();
+    return workers.map((worker) => worker.pid).filter((pid): pid is number => typeof pid === 'number');
+  }
+
+  post(items: unknown, target?: string): Promise<HttpResult> {
+    const body = typeof items === 'string' || items instanceof Uint8Array ? items : JSON.stringify(items);
+    return this.request('/items', { method: 'POST', headers: { 'content-type': 'application/json' }, body }, target);
+  }
+
+  async count(tenant: string, target?: string): Promise<number> {
+    const result = await this.request(`/items/count?tenant=${encodeURIComponent(tenant)}`, undefined, target);
+    const count: unknown = result.body?.count;
+    if (result.status !== 200 || typeof count !== 'number') {
+      throw new Error(`count(${JSON.stringify(tenant)}) at ${target ?? this.url} answered ${result.status}: ${JSON.stringify(result.body)}`);
+    }
+    return count;
+  }
+
+  async request(pathname: string, init: RequestInit = {}, target: string = this.url): Promise<HttpResult> {
+    const response = await fetch(`${target.replace(/\/+$/, '')}${pathname}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...init });
+    const text = await response.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // Not JSON: the caller gets the text (and a test can say so).
+    }
+    return { status: response.status, body, headers: response.headers };
+  }
+
+  writeConfig(patch: Record<string, unknown>): void {
+    const merged: Record<string, unknown> = { ...this.#base };
+    for (const [key, value] of Object.entries(patch)) {
+      if (value === undefined) delete merged[key];
+      else merged[key] = value;
+    }
+    this.#writeAtomically(toYaml(merged));
+    this.#current = merged;
+  }
+
+  writeConfigText(text: string): void {
+    this.#writeAtomically(text);
+  }
+
+  waitFor(predicate: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+    return waitFor(predicate, timeoutMs, what).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n--- coordinator output (tail) ---\n${tail(this.#output, 8000)}`, { cause: err });
+    });
+  }
+
+  async waitReady(timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no answer yet';
+    for (;;) {
+      const exit = this.#exitInfo;
+      if (exit !== undefined) throw new Error(`the coordinator exited (code ${exit.code}, signal ${exit.signal}) before the cluster was up`);
+      try {
+        const result = await this.request('/', { signal: AbortSignal.timeout(2000) });
+        const body = result.body as Partial<ClusterStatus> | string;
+        if (typeof body === 'object' && body !== null) this.#record(body);
+        const workers = typeof body === 'object' && body !== null && Array.isArray(body.workers) ? body.workers : undefined;
+        if (result.status === 200 && workers !== undefined && workers.length >= this.workerUrls.length && workers.every((worker) => worker.state === 'up')) {
+          return;
+        }
+        last = `GET / answered ${result.status}: ${JSON.stringify(body)}`;
+      } catch (err) {
+        last = err instanceof Error ? `${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ''}` : String(err);
+      }
+      if (Date.now() >= deadline) throw new Error(`the cluster was not up after ${timeoutMs} ms; last: ${last}`);
+      await sleep(100);
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGINT', options: StopOptions = {}): Promise<number | null> {
+    const child = this.#child;
+    const exit = this.#exit;
+    if (child === undefined || exit === undefined) return null;
+    if (this.#exitInfo === undefined && child.pid !== undefined) {
+      try {
+        process.kill(options.group === true ? -child.pid : child.pid, signal);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+      const timeoutMs = options.timeoutMs ?? STOP_TIMEOUT_MS;
+      const timer = sleep(timeoutMs, 'timeout' as const, { ref: false });
+      if ((await Promise.race([exit, timer])) === 'timeout') {
+        this.#append(`\n[harness] the coordinator did not exit within ${timeoutMs} ms of ${signal}: SIGKILL\n`);
+        this.killEverythingSync(false);
+      }
+    }
+    return (await exit).code;
+  }
+
+  async restart(): Promise<void> {
+    if (this.#exitInfo === undefined) await this.stop();
+    this.spawn();
+    await this.waitReady();
+  }
+
+  cleanup(): Promise<void> {
+    this.#cleanup ??= this.#doCleanup();
+    return this.#cleanup;
+  }
+
+  async #doCleanup(): Promise<void> {
+    try {
+      if (this.#child !== undefined && this.#exitInfo === undefined) await this.stop().catch(() => null);
+      // Whatever survived the stop (an orphaned worker, a stuck one): SIGKILL, then wait until it is gone.
+      const pids = this.killEverythingSync(false);
+      const deadline = Date.now() + 5000;
+      while (pids.some(isAlive) && Date.now() < deadline) await sleep(50);
+      if (this.#exitInfo === undefined && this.#exit !== undefined) await Promise.race([this.#exit, sleep(5000)]);
+      const leftover = pids.filter(isAlive);
+      if (leftover.length > 0) throw new Error(`cleanup: processes ${leftover.join(', ')} of ${this.dir} survived SIGKILL`);
+    } finally {
+      this.#removeDir();
+      clusters.delete(this);
+    }
+  }
+
+  /**
+   * SIGKILLs the coordinator and every process of this cluster: worker pids it reported,
+   * members of its process group, and anything carrying this cluster's marker in its
+   * environment. Pids are checked against their start time, so a reused pid is spared.
+   * Returns the pids signalled. Synchronous, so it can run in a process 'exit' handler.
+   */
+  killEverythingSync(removeDir: boolean): number[] {
+    const targets = new Set<number>();
+    const child = this.#child;
+    if (child?.pid !== undefined && this.#exitInfo === undefined) targets.add(child.pid);
+    for (const pid of this.#stragglers()) targets.add(pid);
+    targets.delete(process.pid);
+    for (const pid of targets) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+    if (removeDir) this.#removeDir();
+    return [...targets];
+  }
+
+  /** The live processes that belong to this cluster (coordinators excluded while they are our unreaped children). */
+  #stragglers(): number[] {
+    const found = new Set<number>();
+    for (const [pid, start] of this.#workers) {
+      const stat = procStat(pid);
+      if (stat === undefined ? isAlive(pid) : stat.state !== 'Z' && (start === undefined || stat.start === start)) found.add(pid);
+    }
+    let entries: string[];
+    try {
+      entries = fs.readdirSync('/proc');
+    } catch {
+      return [...found];
+    }
+    const marker = Buffer.from(`${MARKER}=${this.#token}\0`);
+    // A coordinator's group (and session) id is its pid. The id cannot be reused while the
+    // group has members; once it is empty, a new process may get that pid and lead an
+    // unrelated group, so a group counts only while its leader is gone or is still ours.
+    const groups = new Set<number>();
+    for (const coordinator of this.#coordinators) {
+      const leader = procStat(coordinator.pid);
+      if (leader === undefined || (coordinator.start !== undefined && leader.start === coordinator.start)) groups.add(coordinator.pid);
+    }
+    for (const entry of entries) {
+      if (!/^\d+$/.test(entry)) continue;
+      const pid = Number(entry);
+      if (pid === process.pid || found.has(pid)) continue;
+      const stat = procStat(pid);
+      if (stat === undefined || stat.state === 'Z') continue;
+      if (groups.has(stat.pgrp) || groups.has(stat.session) || hasEnvironment(pid, marker)) found.add(pid);
+    }
+    return [...found];
+  }
+
+  #record(status: Partial<ClusterStatus>): void {
+    if (!Array.isArray(status.workers)) return;
+    for (const worker of status.workers) {
+      const pid = worker?.pid;
+      if (typeof pid === 'number' && Number.isInteger(pid) && pid > 0 && !this.#workers.has(pid)) {
+        this.#workers.set(pid, procStat(pid)?.start);
+      }
+    }
+  }
+
+  #append(text: string): void {
+    this.#output += text;
+    if (this.#output.length > OUTPUT_LIMIT) this.#output = this.#output.slice(-OUTPUT_LIMIT / 2);
+    if (this.#removed) return;
+    try {
+      fs.appendFileSync(this.#outFile, text);
+    } catch {
+      // The folder is gone (cleaned up while a process still printed).
+    }
+  }
+
+  #writeAtomically(text: string): void {
+    // Like an editor that saves by rename: the watcher sees the file replaced, never half-written.
+    const temp = path.join(this.dir, `.config.yaml.${process.pid}.${Date.now()}.tmp`);
+    fs.writeFileSync(temp, text);
+    fs.renameSync(temp, this.configFile);
+  }
+
+  #removeDir(): void {
+    this.#removed = true;
+    try {
+      fs.rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // Best effort; a test that cares checks the folder itself.
+    }
+  }
+}
+
+interface ProcStat {
+  readonly state: string;
+  readonly ppid: number;
+  readonly pgrp: number;
+  readonly session: number;
+  /** Start time in clock ticks since boot: with the pid, it names one process for good. */
+  readonly start: number;
+}
+
+/** Fields of /proc/<pid>/stat, or undefined when there is no such process (or no /proc). */
+function procStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0]!, ppid: Number(fields[1]), pgrp: Number(fields[2]), session: Number(fields[3]), start: Number(fields[19]) };
+}
+
+/** True when `pid` is a Node.js process started with `entry` in its environment. */
+function hasEnvironment(pid: number, entry: Buffer): boolean {
+  try {
+    // Only Node.js processes can be ours: leave every other process's environment unread.
+    const argv0 = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+    if (argv0 !== process.execPath && !/(^|\/)node(js)?[\d.]*$/.test(argv0)) return false;
+    const environ = fs.readFileSync(`/proc/${pid}/environ`);
+    return environ.indexOf(entry) === 0 || environ.indexOf(Buffer.concat([Buffer.from([0]), entry])) !== -1;
+  } catch {
+    return false;
+  }
+}
+
+function tail(text: string, length: number): string {
+  return text.length <= length ? text : `...${text.slice(-length)}`;
+}
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown };
+      if (pkg.name === 'countapp') return dir;
+    } catch {
+      // No package.json here: go up.
+    }
+    if (path.dirname(dir) === dir) throw new Error(`cannot find the countapp package.json above ${from}`);
+  }
+}
