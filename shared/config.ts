@@ -73,7 +73,8 @@ export class ConfigError extends Error {
 
 export const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 
-const KNOWN_KEYS = new Set([
+/** Every config key; the README documents each (a test checks). */
+export const CONFIG_KEYS: ReadonlySet<string> = new Set([
   'port', 'host', 'workers', 'database', 'worker_logs', 'worker_persist', 'config_check',
   'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
   'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
@@ -171,7 +172,7 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`Expected the config to be a mapping of keys, got ${show(raw)}`);
   const r = raw as Raw;
   for (const key of Object.keys(r)) {
-    if (!KNOWN_KEYS.has(key)) warn(`config key \`${key}\` is unknown and ignored (check its spelling)`);
+    if (!CONFIG_KEYS.has(key)) warn(`config key \`${key}\` is unknown and ignored (check its spelling)`);
   }
   const port = numberKey(r, 'port', 5000, 1, 65535, true);
   const durability = r.durability ?? 'fsync';
