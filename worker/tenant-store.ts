@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import type { Item } from '../shared/items.js';
 import { tenantFilePath } from '../shared/tenant-file.js';
 import { withLock } from '../shared/locks.js';
@@ -128,7 +128,17 @@ export class TenantStore {
 
   /** Distinct ids of the tenant: its file (read up to now) ∪ this worker's pending ids. */
   async count(name: string): Promise<number> {
-    const tenant = this.#tenant(name);
+    let tenant = this.#tenants.get(name);
+    if (tenant === undefined) {
+      // Asking about a tenant nobody wrote must not cost memory: a flood of random names would add up.
+      const file = tenantFilePath(this.#options.database, name);
+      const exists = await access(file).then(() => true, () => false);
+      tenant = this.#tenants.get(name);
+      if (tenant === undefined) {
+        if (!exists) return 0;
+        tenant = this.#tenant(name);
+      }
+    }
     await tenant.loaded;
     await tenant.catchUp(this.#options.log);
     return tenant.count;
