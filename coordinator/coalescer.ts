@@ -1,0 +1,258 @@
+import type { Config } from '../shared/config.js';
+import { AppError } from '../shared/errors.js';
+import type { Item } from '../shared/items.js';
+import type { Forwarder, ForwardResponse } from './forwarder.js';
+
+export interface CoalescerOptions {
+  readonly forwarder: Forwarder;
+  /** `coalesce`, `max_batch_items`, `max_body_bytes` and `forward_deadline` are read from it. */
+  readonly config: Config;
+}
+
+/**
+ * Upstream POST /items requests running at once. While they run, new batches queue and
+ * leave together in one request when one finishes: fewer, larger upstream requests.
+ * Four, measured against a fake worker with 1 ms of latency (autocannon -c 32, 1-item
+ * batches): 1 → ~8,600 req/s, 2 → ~11,700, 4 → ~13,000, 8 → ~14,300 but with twice
+ * the upstream requests of 4; with no latency every value was within the noise.
+ */
+export const MAX_IN_FLIGHT = 4;
+/**
+ * When no upstream request has finished for this long while batches wait (every slot is
+ * stuck on a hung worker, waiting for its timeout), one more request is let out, up to
+ * HARD_MAX_IN_FLIGHT, so one slow worker cannot stall all ingestion.
+ */
+export const STALL_MS = 50;
+export const HARD_MAX_IN_FLIGHT = 32;
+
+const OPEN = Buffer.from('[');
+const CLOSE = Buffer.from(']');
+const COMMA = Buffer.from(',');
+const POST = 'POST' as const;
+const ITEMS_PATH = '/items';
+
+/** One client's batch waiting in the queue. */
+interface Pending {
+  readonly items: number;
+  readonly body: Buffer;
+  /** The text between the outer brackets, or undefined when the body is not a bare array (sent alone then). */
+  readonly inner: Buffer | undefined;
+  /** Epoch ms: the client's forward_deadline counts from its arrival, not from when its batch leaves. */
+  readonly deadline: number;
+  readonly resolve: (answer: ForwardResponse) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+function isJsonSpace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
+}
+
+/** `[ a, b ]` → `a, b` (empty when the array is); undefined when the body is not an array. */
+function innerOf(body: Buffer): Buffer | undefined {
+  let start = 0;
+  let end = body.length;
+  while (start < end && isJsonSpace(body[start]!)) start++;
+  while (end > start && isJsonSpace(body[end - 1]!)) end--;
+  if (end - start < 2 || body[start] !== 0x5b || body[end - 1] !== 0x5d) return undefined;
+  start++;
+  end--;
+  while (start < end && isJsonSpace(body[start]!)) start++;
+  while (end > start && isJsonSpace(body[end - 1]!)) end--;
+  return body.subarray(start, end);
+}
+
+/** One JSON array holding every member's items, made from the raw texts (no re-serialisation). */
+function merge(group: readonly Pending[]): Buffer {
+  const parts: Buffer[] = [OPEN];
+  for (const member of group) {
+    const inner = member.inner!;
+    if (inner.length === 0) continue;
+    if (parts.length > 1) parts.push(COMMA);
+    parts.push(inner);
+  }
+  parts.push(CLOSE);
+  return Buffer.concat(parts);
+}
+
+const ACCEPTED_CACHE: Buffer[] = [];
+
+/** `{"accepted":n}`; the common small counts share one read-only buffer each. */
+function acceptedBody(n: number): Buffer {
+  if (n < 1024) return (ACCEPTED_CACHE[n] ??= Buffer.from(`{"accepted":${n}}`));
+  return Buffer.from(`{"accepted":${n}}`);
+}
+
+/**
+ * Merges concurrent POST /items batches into fewer upstream requests. This is safe:
+ * adding an item twice counts it once, and a worker answers 200 only once the whole
+ * batch is durable, so a 200 for the merged batch is a 200 for each part of it.
+ */
+export class Coalescer {
+  readonly #forwarder: Forwarder;
+  #config: Config;
+  /** FIFO; `#head` is the next to leave (avoids shift() on a long queue). */
+  #queue: Pending[] = [];
+  #head = 0;
+  #inFlight = 0;
+  /** Upstream requests settled so far; the stall check compares it across STALL_MS. */
+  #settled = 0;
+  #settledAtArm = 0;
+  #stallTimer: NodeJS.Timeout | undefined;
+  #idleWaiters: (() => void)[] = [];
+  #closing: Promise<void> | undefined;
+  /** Allocated once: called whenever an upstream request settles. */
+  readonly #onUpstreamSettled = (): void => {
+    this.#inFlight--;
+    this.#settled++;
+    this.#pump();
+  };
+  readonly #onStallCheck = (): void => {
+    this.#stallTimer = undefined;
+    this.#expireOverdue();
+    if (this.#settled === this.#settledAtArm && this.#inFlight < HARD_MAX_IN_FLIGHT && this.#head < this.#queue.length) {
+      this.#launch();
+    }
+    this.#pump();
+  };
+
+  constructor(options: CoalescerOptions) {
+    this.#forwarder = options.forwarder;
+    this.#config = options.config;
+  }
+
+  setConfig(config: Config): void {
+    this.#config = config;
+  }
+
+  /**
+   * Sends a validated batch (`body` is its raw JSON array text) to a worker, alone or
+   * merged with others, and resolves with the answer for this batch alone. Rejects like
+   * Forwarder.forward (`no_worker_available` once the deadline has passed).
+   */
+  submit(items: readonly Item[], body: Buffer): Promise<ForwardResponse> {
+    if (!this.#config.coalesce) return this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body });
+    if (this.#head === this.#queue.length && this.#inFlight < MAX_IN_FLIGHT) {
+      // Nothing waiting and a free slot: the raw body goes as it came.
+      this.#inFlight++;
+      const answer = this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body });
+      answer.then(this.#onUpstreamSettled, this.#onUpstreamSettled);
+      return answer;
+    }
+    return new Promise<ForwardResponse>((resolve, reject) => {
+      const deadline = Date.now() + this.#config.forward_deadline * 1000;
+      this.#queue.push({ items: items.length, body, inner: innerOf(body), deadline, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /** Resolves once no batch is queued or in flight (call after the server stopped taking requests). */
+  close(): Promise<void> {
+    this.#closing ??= this.#whenIdle();
+    return this.#closing;
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#inFlight === 0 && this.#head === this.#queue.length) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #pump(): void {
+    while (this.#inFlight < MAX_IN_FLIGHT && this.#head < this.#queue.length) this.#launch();
+    if (this.#head < this.#queue.length) {
+      if (this.#stallTimer === undefined) {
+        this.#settledAtArm = this.#settled;
+        this.#stallTimer = setTimeout(this.#onStallCheck, STALL_MS);
+        this.#stallTimer.unref();
+      }
+      return;
+    }
+    this.#queue = [];
+    this.#head = 0;
+    if (this.#inFlight === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  /** Sends the next group; the caller checked the queue is not empty. */
+  #launch(): void {
+    const group = this.#take();
+    this.#inFlight++;
+    // #send settles every member itself and never rejects.
+    this.#send(group).then(this.#onUpstreamSettled, this.#onUpstreamSettled);
+  }
+
+  /** Batches whose deadline passed while they waited get their 503 now rather than after a send. */
+  #expireOverdue(): void {
+    const now = Date.now();
+    while (this.#head < this.#queue.length && this.#queue[this.#head]!.deadline <= now) {
+      this.#queue[this.#head++]!.reject(new AppError('no_worker_available', 'No worker took the batch before the deadline.'));
+    }
+  }
+
+  /** The next batches (FIFO) that together fit the item and byte limits of one request. */
+  #take(): Pending[] {
+    const queue = this.#queue;
+    const first = queue[this.#head++]!;
+    const group = [first];
+    if (first.inner === undefined) return group;
+    const maxItems = this.#config.max_batch_items;
+    const maxBytes = this.#config.max_body_bytes;
+    let items = first.items;
+    let bytes = 2 + first.inner.length; // the brackets
+    while (this.#head < queue.length) {
+      const next = queue[this.#head]!;
+      if (next.inner === undefined) break;
+      const extra = next.inner.length === 0 ? 0 : next.inner.length + 1; // + the comma
+      if (items + next.items > maxItems || bytes + extra > maxBytes) break;
+      items += next.items;
+      bytes += extra;
+      group.push(next);
+      this.#head++;
+    }
+    return group;
+  }
+
+  /** Settles every member of `group`, exactly once each; never rejects. */
+  async #send(group: Pending[]): Promise<void> {
+    try {
+      await this.#sendGroup(group);
+    } catch (err) {
+      // Not expected; settling twice is a no-op, so members already answered keep their answer.
+      for (const member of group) member.reject(err);
+    }
+  }
+
+  async #sendGroup(group: Pending[]): Promise<void> {
+    if (group.length === 1) {
+      await this.#sendAlone(group[0]!);
+      return;
+    }
+    try {
+      // FIFO: the first member is the oldest, so its deadline is the group's.
+      const answer = await this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body: merge(group), deadline: group[0]!.deadline });
+      if (answer.status === 200) {
+        for (const member of group) member.resolve({ status: 200, body: acceptedBody(member.items) });
+        return;
+      }
+    } catch (err) {
+      // The forwarder already tried every live worker until the deadline: retrying each
+      // part would break the deadline the clients were promised, so they all get the 503.
+      if (err instanceof AppError && err.code === 'no_worker_available') {
+        for (const member of group) member.reject(err);
+        return;
+      }
+    }
+    // Refused as a whole (a 4xx, say): each part on its own, so every client gets the real answer for its batch.
+    await Promise.all(group.map((member) => this.#sendAlone(member)));
+  }
+
+  async #sendAlone(member: Pending): Promise<void> {
+    try {
+      member.resolve(await this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body: member.body, deadline: member.deadline }));
+    } catch (err) {
+      member.reject(err);
+    }
+  }
+}
