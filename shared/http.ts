@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError, errorBody } from './errors.js';
-import type { Logger } from './log.js';
+import { newErrorId, type Logger } from './log.js';
 
 /** Writes a JSON answer; small and synchronous, it is on the hot path. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
@@ -19,7 +19,9 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger, contex
   let id: string;
   if (err instanceof AppError) {
     appError = err;
-    id = err.status >= 500 ? log.error(`${context}: ${err.message}`, err.cause) : log.error(`${context}: ${err.code}: ${err.message}`);
+    id = newErrorId();
+    if (err.status >= 500) log.error(`${context}: ${err.message}`, err.cause, id);
+    else log.warn(`${context}: ${err.code}: ${err.message}`, undefined, id);
   } else {
     appError = new AppError('internal');
     id = log.error(`${context}: unexpected error`, err);

@@ -44,8 +44,9 @@ export class Logger {
     this.#write('INFO', undefined, message, detail);
   }
 
-  warn(message: string, detail?: unknown): void {
-    this.#write('WARN', undefined, message, detail);
+  /** With an id when a client was told one (its mistake is logged as a warning, not an error). */
+  warn(message: string, detail?: unknown, id?: string): void {
+    this.#write('WARN', id, message, detail);
   }
 
   /** Logs with a fresh id (or the given one) and returns it, so the caller can hand it to the client. */

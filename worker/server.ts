@@ -1,9 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
-import http from 'node:http';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import type http from 'node:http';
+import type { NextFunction, Request, Response } from 'express';
 import type { Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import { SECRET_HEADER, checkJsonContentType, readBody, sendError, sendJson } from '../shared/http.js';
+import { COUNT_BY_QUERY, closeServer, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
 import type { TenantStore } from './tenant-store.js';
@@ -31,6 +32,9 @@ export interface WorkerServer {
   close(): Promise<void>;
 }
 
+/** Requests under way get this long after shutdown began (they wait on the write-ahead log). */
+const CLOSE_GRACE_MS = 5_000;
+
 /** Control calls need the secret the coordinator handed over IPC: 401 without it, 403 when wrong. */
 function checkSecret(req: Request, secret: string): void {
   const given = req.headers[SECRET_HEADER];
@@ -42,25 +46,14 @@ function checkSecret(req: Request, secret: string): void {
 
 /**
  * The worker's HTTP API: validate → store in memory → log durably → acknowledge.
- * `GET /items/...` answers counts; `/kill` is the coordinator's graceful stop.
+ * Counts are answered from memory after a cheap catch-up on the tenant file; `/kill` is
+ * the coordinator's graceful stop. The hot routes skip express, as on the coordinator.
  */
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { store, wal, log, config } = options;
   let shuttingDown = false;
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
 
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    if (shuttingDown && req.path !== '/kill') sendError(res, new AppError('shutting_down'), log, `${req.method} ${req.path}`);
-    else next();
-  });
-
-  app.get('/', (_req, res) => {
-    sendJson(res, 200, { status: 'ok', worker: options.workerId, tenants: store.tenantCount(), pending: store.pendingIds(), durability: config().durability, degraded: wal.degraded });
-  });
-
-  app.post('/items', async (req, res) => {
+  async function ingest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       checkJsonContentType(req);
       const current = config();
@@ -75,20 +68,18 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     } catch (err) {
       sendError(res, err, log, 'POST /items');
     }
-  });
+  }
 
-  const count = async (tenant: unknown, res: Response): Promise<void> => {
+  async function count(res: http.ServerResponse, route: Exclude<HotRoute, { kind: 'ingest' }>): Promise<void> {
     try {
-      const name = checkTenant(tenant, config().max_tenant_length);
-      sendJson(res, 200, { count: await store.count(name) });
+      const tenant = checkTenant(tenantOf(route), config().max_tenant_length);
+      sendJson(res, 200, { count: await store.count(tenant) });
     } catch (err) {
       sendError(res, err, log, 'GET count');
     }
-  };
-  app.get('/items/count', (req, res) => count(req.query.tenant, res));
-  app.get('/items/:tenant/count', (req, res) => count(req.params.tenant, res));
+  }
 
-  const kill = async (req: Request, res: Response): Promise<void> => {
+  async function kill(req: Request, res: Response): Promise<void> {
     try {
       checkSecret(req, options.secret);
       const { persisted } = await options.onKill();
@@ -97,47 +88,52 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     } catch (err) {
       sendError(res, err, log, `${req.method} /kill`);
     }
+  }
+
+  const app = createApp(log, (routes, notAllowed) => {
+    routes.use((req: Request, res: Response, next: NextFunction) => {
+      if (shuttingDown && req.path !== '/kill') sendError(res, new AppError('shutting_down'), log, `${req.method} ${req.path}`);
+      else next();
+    });
+    routes.route('/')
+      .get((_req: Request, res: Response) => {
+        sendJson(res, 200, { status: 'ok', worker: options.workerId, tenants: store.tenantCount(), pending: store.pendingIds(), durability: config().durability, degraded: wal.degraded });
+      })
+      .all(notAllowed('GET, HEAD'));
+    routes.route('/items')
+      .post((req: Request, res: Response) => ingest(req, res))
+      .all(notAllowed('POST'));
+    routes.route(COUNT_BY_QUERY)
+      .get((req: Request, res: Response) => count(res, { kind: 'count-query', query: req.originalUrl.split('?')[1] ?? '' }))
+      .all(notAllowed('GET, HEAD'));
+    routes.route('/items/:tenant/count')
+      .get((req: Request, res: Response) => count(res, { kind: 'count-segment', segment: req.path.split('/')[2] ?? '' }))
+      .all(notAllowed('GET, HEAD'));
+    routes.route('/kill')
+      .get(kill)
+      .post(kill)
+      .all(notAllowed('GET, HEAD, POST'));
+  });
+
+  const unexpected = (err: unknown): void => {
+    log.error('request handler failed', err);
   };
-  app.get('/kill', kill);
-  app.post('/kill', kill);
+  const server = createHttpServer((req, res) => {
+    const route = shuttingDown ? undefined : matchHotRoute(req.method, req.url!);
+    if (route === undefined) app(req, res);
+    else if (route.kind === 'ingest') ingest(req, res).catch(unexpected);
+    else count(res, route).catch(unexpected);
+  }, log);
 
-  const routes: Record<string, string> = { '/': 'GET, HEAD', '/items': 'POST', '/items/count': 'GET, HEAD', '/kill': 'GET, HEAD, POST' };
-  app.use((req: Request, res: Response) => {
-    const allow = routes[req.path] ?? (/^\/items\/[^/]+\/count$/.test(req.path) ? 'GET, HEAD' : undefined);
-    if (allow !== undefined) {
-      res.setHeader('allow', allow);
-      sendError(res, new AppError('method_not_allowed', `${req.method} is not allowed on ${req.path}; use ${allow}.`), log, 'route');
-    } else {
-      sendError(res, new AppError('not_found', `No route ${req.method} ${req.path}.`), log, 'route');
-    }
-  });
-  // Express's own errors (a malformed %-escape in the path, say) become JSON 400s, never HTML.
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const status = (err as { status?: number }).status;
-    const error = status !== undefined && status >= 400 && status < 500 ? new AppError('bad_request', `The request could not be understood (${(err as Error).message}).`, { cause: err }) : err;
-    sendError(res, error, log, `${req.method} ${req.path}`);
-  });
-
-  const server = http.createServer(app);
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-
+  let closing: Promise<void> | undefined;
   return {
     server,
-    listen: (port, host) => new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }),
+    listen: (port, host) => listen(server, port, host),
     beginShutdown: () => { shuttingDown = true; },
-    close: () => new Promise((resolve) => {
+    close: () => {
       shuttingDown = true;
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      // Requests under way are waiting on the log; give them a moment, then cut.
-      setTimeout(() => { server.closeAllConnections(); resolve(); }, 5_000).unref();
-    }),
+      closing ??= closeServer(server, CLOSE_GRACE_MS, log);
+      return closing;
+    },
   };
 }
