@@ -3,7 +3,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Config } from '../shared/config.js';
 import { AppError, errorBody } from '../shared/errors.js';
 import { checkJsonContentType, readBody, sendError, sendJson } from '../shared/http.js';
-import { COUNT_BY_QUERY, closeServer as closeGracefully, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
+import { addItemRoutes, closeServer as closeGracefully, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
 import { newErrorId, type Logger } from '../shared/log.js';
 import type { Coalescer } from './coalescer.js';
@@ -107,16 +107,7 @@ export function createCoordinatorServer(options: CoordinatorServerOptions): Coor
     routes.route('/')
       .get((_req: Request, res: Response) => sendJson(res, 200, { status: 'ok', workers: status() }))
       .all(notAllowed('GET, HEAD'));
-    routes.route('/items')
-      .post((req: Request, res: Response) => ingest(req, res))
-      .all(notAllowed('POST'));
-    routes.route(COUNT_BY_QUERY)
-      .get((req: Request, res: Response) => count(res, { kind: 'count-query', query: req.originalUrl.split('?')[1] ?? '' }))
-      .all(notAllowed('GET, HEAD'));
-    routes.route('/items/:tenant/count')
-      // The router has decoded req.params.tenant already; take the raw segment so both paths decode alike.
-      .get((req: Request, res: Response) => count(res, { kind: 'count-segment', segment: req.path.split('/')[2] ?? '' }))
-      .all(notAllowed('GET, HEAD'));
+    addItemRoutes(routes, notAllowed, { ingest, count });
   });
 
   function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {

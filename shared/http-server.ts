@@ -127,6 +127,30 @@ export function createApp(log: Logger, routes: (app: express.Express, notAllowed
   return app;
 }
 
+/**
+ * The item routes both servers have, for requests the hot-route check passed on to
+ * express (HEAD, a trailing slash...): the same handlers, so the same answers.
+ */
+export function addItemRoutes(
+  app: express.Express,
+  notAllowed: (allow: string) => express.RequestHandler,
+  handlers: {
+    ingest: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
+    count: (res: http.ServerResponse, route: Exclude<HotRoute, { kind: 'ingest' }>) => Promise<void>;
+  },
+): void {
+  app.route('/items')
+    .post((req: Request, res: Response) => handlers.ingest(req, res))
+    .all(notAllowed('POST'));
+  app.route(COUNT_BY_QUERY)
+    .get((req: Request, res: Response) => handlers.count(res, { kind: 'count-query', query: req.originalUrl.split('?')[1] ?? '' }))
+    .all(notAllowed('GET, HEAD'));
+  app.route('/items/:tenant/count')
+    // The router has decoded req.params.tenant already; take the raw segment so both paths decode alike.
+    .get((req: Request, res: Response) => handlers.count(res, { kind: 'count-segment', segment: req.path.split('/')[2] ?? '' }))
+    .all(notAllowed('GET, HEAD'));
+}
+
 /** An http.Server with our timeouts that answers even unparsable HTTP with a JSON 400. */
 export function createHttpServer(handler: http.RequestListener, log: Logger): http.Server {
   const server = http.createServer(handler);

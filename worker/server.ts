@@ -4,7 +4,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import { SECRET_HEADER, checkJsonContentType, readBody, sendError, sendJson } from '../shared/http.js';
-import { COUNT_BY_QUERY, closeServer, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
+import { addItemRoutes, closeServer, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
 import type { TenantStore } from './tenant-store.js';
@@ -100,15 +100,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
         sendJson(res, 200, { status: 'ok', worker: options.workerId, tenants: store.tenantCount(), pending: store.pendingIds(), durability: config().durability, degraded: wal.degraded });
       })
       .all(notAllowed('GET, HEAD'));
-    routes.route('/items')
-      .post((req: Request, res: Response) => ingest(req, res))
-      .all(notAllowed('POST'));
-    routes.route(COUNT_BY_QUERY)
-      .get((req: Request, res: Response) => count(res, { kind: 'count-query', query: req.originalUrl.split('?')[1] ?? '' }))
-      .all(notAllowed('GET, HEAD'));
-    routes.route('/items/:tenant/count')
-      .get((req: Request, res: Response) => count(res, { kind: 'count-segment', segment: req.path.split('/')[2] ?? '' }))
-      .all(notAllowed('GET, HEAD'));
+    addItemRoutes(routes, notAllowed, { ingest, count });
     routes.route('/kill')
       .get(kill)
       .post(kill)

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, expect, it } from 'vitest';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { seededRandom } from '../helpers/random.js';
 
 afterEach(stopAllClusters);
 
@@ -11,17 +12,6 @@ const LOAD_SECONDS = 15;
 const CLIENTS = 6;
 const WORKER_PERSIST = 1;
 
-/** A small seeded generator, so a failing run can be replayed with the printed seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Ledger {
   /** Distinct ids per tenant of every batch answered 200. */
@@ -73,7 +63,7 @@ async function countsEverywhere(cluster: Cluster): Promise<Map<string, number[]>
 
 it('loses and over-counts nothing while workers are SIGKILLed and the config changes under load', async () => {
   const seed = Date.now() % 100_000;
-  const next = random(seed);
+  const next = seededRandom(seed);
   const cluster = await startCluster({ workers: 4, config: { worker_persist: WORKER_PERSIST, kill_timeout: 3, lock_stale: 2 } });
   const allWorkers = [...cluster.workerUrls];
   const ledger: Ledger = { acked: new Map(), sent: new Map(), batches: { ok: 0, failed: 0 } };

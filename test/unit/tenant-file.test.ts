@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkTenant } from '../../shared/items.js';
 import { tenantFileName, tenantFilePath } from '../../shared/tenant-file.js';
+import { seededRandom } from '../helpers/random.js';
 
 const DB = '/srv/countapp/db';
 
@@ -15,24 +16,13 @@ const HOSTILE = [
   '-', '--', '-rf', '_', 'a.b', 'a%2Eb', 'a%2eb', 'a%252Eb',
 ];
 
-/** A small seeded PRNG (mulberry32), so a failing case is reproducible. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Pieces chosen to make near-collisions likely: escapes written out, their lower-case
 // forms, the characters they stand for, multi-byte characters and the hash separator.
 const PIECES = ['a', 'b', 'A', 'x', '0', '9', '_', '-', '.', '..', '%', '%2E', '%2e', '2E', '/', '\\', '~', ' ', '\u00a0', 'é', 'e\u0301', 'ß', '日', '本', '🙂', '👍🏽', 'Ω', '\u0001', '\u007f'];
 
 function generated(count: number): string[] {
-  const next = random(20240601);
+  const next = seededRandom(20240601);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(next() * list.length)]!;
   const tenants = new Set<string>();
   while (tenants.size < count) {
