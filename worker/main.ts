@@ -17,6 +17,11 @@ import { Wal, listSegments, readSegments } from './wal.js';
  * when the coordinator goes away, so it never runs on as an orphan.
  */
 
+// fsyncs of the write-ahead log and of tenant files share libuv's thread pool (4 by
+// default) with every other file operation; a few more threads keep reads from queueing
+// behind them. Set before the first asynchronous file operation creates the pool.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 let log = new Logger('worker');
 
 function send(message: WorkerMessage): void {

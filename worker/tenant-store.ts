@@ -1,4 +1,5 @@
-import { access, mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import type { Item } from '../shared/items.js';
 import { tenantFilePath } from '../shared/tenant-file.js';
 import { withLock } from '../shared/locks.js';
@@ -38,7 +39,7 @@ class Tenant {
   catchUp(log: Logger, force = false): Promise<void> {
     const run = async (): Promise<void> => {
       try {
-        if (!force && !(await hasNewBytes(this.file, this))) return;
+        if (!force && !hasNewBytes(this.file, this)) return;
         const tail = await readTail(this.file, this);
         for (const id of tail.ids) {
           this.persisted.add(id);
@@ -53,6 +54,25 @@ class Tenant {
       }
     };
     this.#reads = this.#reads.then(run);
+    return this.#reads;
+  }
+
+  /**
+   * After our own append of `ids` at [start, end): take them in and, when we had read the
+   * file right up to `start`, move past our line instead of reading it back later.
+   */
+  appended(ids: readonly string[], at: { ino: number; start: number; end: number }): Promise<void> {
+    for (const id of ids) {
+      this.persisted.add(id);
+      this.pending.delete(id);
+    }
+    this.#reads = this.#reads.then(() => {
+      if ((this.ino === at.ino || (this.ino === 0 && at.start === 0)) && this.size === at.start) {
+        this.ino = at.ino;
+        this.offset = at.end;
+        this.size = at.end;
+      }
+    });
     return this.#reads;
   }
 
@@ -132,7 +152,7 @@ export class TenantStore {
     if (tenant === undefined) {
       // Asking about a tenant nobody wrote must not cost memory: a flood of random names would add up.
       const file = tenantFilePath(this.#options.database, name);
-      const exists = await access(file).then(() => true, () => false);
+      const exists = existsSync(file); // synchronous: microseconds, no wait behind fsyncs in the thread pool
       tenant = this.#tenants.get(name);
       if (tenant === undefined) {
         if (!exists) return 0;
@@ -178,14 +198,14 @@ export class TenantStore {
       if (tenant.pending.size === 0) return 0;
       const ids = [...tenant.pending];
       // The ids stay pending until the append succeeded: a failed write loses nothing.
-      await appendIds(tenant.file, name, ids, { terminateTorn: tenant.size > tenant.offset, sync: sync() });
-      for (const id of ids) {
-        tenant.persisted.add(id);
-        tenant.pending.delete(id);
-      }
+      const at = await appendIds(tenant.file, name, ids, { terminateTorn: tenant.size > tenant.offset, sync: sync() });
       if (lock.compromised()) {
-        // Appends never overwrite, so a lost lock cannot corrupt the file; at worst another writer repeated some ids.
+        // Appends never overwrite, so a lost lock cannot corrupt the file; at worst another writer repeated
+        // some ids. Our line may not sit where we think: take the ids in, but read the file again.
         log.warn(`lock of ${tenant.file} was taken over while we appended; the file is still consistent`);
+        await tenant.appended(ids, { ino: -1, start: -1, end: -1 });
+      } else {
+        await tenant.appended(ids, at);
       }
       return ids.length;
     });
