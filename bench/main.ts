@@ -1,0 +1,131 @@
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { installCleanup, killEverythingSync } from './cleanup.js';
+import { COORDINATOR_ENTRY } from './cluster.js';
+import { closeHttp } from './http.js';
+import { FULL, SHORT, type Profile } from './profile.js';
+import { formatTable, writeJson } from './report.js';
+import type { Context, Row, SectionResult } from './result.js';
+import { bigTenantSection } from './sections/big-tenant.js';
+import { coldStartSection } from './sections/cold-start.js';
+import { convergenceSection } from './sections/convergence.js';
+import { countSection } from './sections/count-under-load.js';
+import { durabilitySection } from './sections/durability.js';
+import { ingestSection } from './sections/ingest.js';
+
+/**
+ * `make bench` / `make bench-short`: starts real clusters from temp configs, measures,
+ * prints a table of every figure next to its target, and writes bench-results/*.json.
+ * The exit code is 0 when the harness worked, whatever the figures; 1 when it could not
+ * measure (a cluster did not start, requests failed massively, a section threw).
+ */
+const SECTIONS: Record<string, { title: string; run: (ctx: Context, profile: Profile) => Promise<SectionResult> }> = {
+  ingest: { title: '1. POST /items: coordinator vs minimal proxy vs direct', run: ingestSection },
+  count: { title: '2. Counts under full ingest load', run: countSection },
+  persist: { title: '3. Big tenant: persist and count cost', run: bigTenantSection },
+  convergence: { title: '4. Convergence', run: convergenceSection },
+  coldstart: { title: '5. Cold start and memory', run: coldStartSection },
+  durability: { title: '6. Durable acknowledgement: fsync vs write vs off', run: durabilitySection },
+};
+
+const USAGE = `Usage: node dist/bench/main.js [--short] [--only SECTION[,SECTION...]]
+
+  --short         seconds instead of minutes, toy sizes, same code paths (CI)
+  --only LIST     run only these sections: ${Object.keys(SECTIONS).join(', ')}
+  --help          this text
+
+Environment: BENCH_KEEP=1 keeps the clusters' temp folders (logs, tenant files).`;
+
+function parseArgs(argv: readonly string[]): { profile: Profile; only: string[] } {
+  let profile = FULL;
+  let only = Object.keys(SECTIONS);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--short') profile = SHORT;
+    else if (arg === '--only' || arg.startsWith('--only=')) {
+      const value = arg === '--only' ? argv[++i] : arg.slice('--only='.length);
+      if (value === undefined || value === '') throw new Error('--only needs a section name');
+      only = value.split(',').map((s) => s.trim()).filter(Boolean);
+      const unknown = only.filter((s) => !(s in SECTIONS));
+      if (unknown.length > 0) throw new Error(`unknown section(s) ${unknown.join(', ')}; known: ${Object.keys(SECTIONS).join(', ')}`);
+    } else if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else {
+      throw new Error(`unknown argument ${JSON.stringify(arg)}\n\n${USAGE}`);
+    }
+  }
+  return { profile, only };
+}
+
+async function main(): Promise<number> {
+  const { profile, only } = parseArgs(process.argv.slice(2));
+  if (!existsSync(COORDINATOR_ENTRY)) throw new Error(`${COORDINATOR_ENTRY} is missing: build first (make build)`);
+  installCleanup();
+  const startedAt = new Date();
+  const started = performance.now();
+  const problems: string[] = [];
+  const ctx: Context = {
+    progress: (line) => process.stderr.write(`  ${line}\n`),
+    problem: (message) => {
+      problems.push(message);
+      process.stderr.write(`  PROBLEM: ${message}\n`);
+    },
+  };
+  const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '?', memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1), node: process.version, loadAverageAtStart: os.loadavg().map((l) => +l.toFixed(2)) };
+  process.stderr.write(`CountApp benchmarks (${profile.name}${only.length < Object.keys(SECTIONS).length ? `, only ${only.join(', ')}` : ''}) on ${machine.cpus} CPU(s), load average ${machine.loadAverageAtStart.join(' ')}, Node ${machine.node}\n`);
+
+  const rows: Row[] = [];
+  const raw: Record<string, unknown> = {};
+  const failedSections: string[] = [];
+  const sectionSeconds: Record<string, number> = {};
+  for (const name of only) {
+    const section = SECTIONS[name]!;
+    const sectionStart = performance.now();
+    process.stderr.write(`${section.title}\n`);
+    try {
+      const result = await section.run(ctx, profile);
+      rows.push(...result.rows);
+      raw[name] = result.raw;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      problems.push(`${name}: ${message}`);
+      failedSections.push(`${section.title}: FAILED (${message.split('\n')[0]})`);
+      process.stderr.write(`  FAILED: ${err instanceof Error ? err.stack ?? message : message}\n`);
+    }
+    sectionSeconds[name] = +((performance.now() - sectionStart) / 1000).toFixed(1);
+    process.stderr.write(`  (${sectionSeconds[name]} s)\n`);
+  }
+  const seconds = (performance.now() - started) / 1000;
+
+  const table = formatTable(rows, failedSections);
+  process.stdout.write(`\nCountApp benchmark results (${profile.name} run, ${startedAt.toISOString()}, ${seconds.toFixed(0)} s; ${machine.cpus} CPUs, load generator on the same machine)\n`);
+  if (profile.name === 'short') process.stdout.write('Short mode: toy sizes and sub-second runs; the figures only show the harness works.\n');
+  process.stdout.write(`${table}\n`);
+  if (problems.length > 0) {
+    process.stdout.write(`\nThe harness had problems (exit code 1):\n${problems.map((p) => `  - ${p.split('\n')[0]}`).join('\n')}\n`);
+  }
+  const file = writeJson({
+    startedAt: startedAt.toISOString(),
+    seconds,
+    sectionSeconds,
+    profile,
+    sections: only,
+    machine: { ...machine, loadAverageAtEnd: os.loadavg().map((l) => +l.toFixed(2)) },
+    rows,
+    raw,
+    problems,
+  }, startedAt);
+  process.stdout.write(`\nJSON: ${file}\n`);
+  return problems.length > 0 ? 1 : 0;
+}
+
+main().then(async (code) => {
+  await closeHttp().catch(() => {});
+  killEverythingSync();
+  process.exit(code);
+}, (err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+  killEverythingSync();
+  process.exit(2);
+});
