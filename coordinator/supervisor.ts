@@ -51,6 +51,13 @@ export interface SupervisorOptions {
   readonly workerEntry: string;
 }
 
+/**
+ * Node flags for the workers, e.g. `COUNTAPP_WORKER_NODE_ARGS='--cpu-prof --cpu-prof-dir=prof'`
+ * to profile them (Node refuses --cpu-prof in NODE_OPTIONS). The coordinator's own flags
+ * are not passed on.
+ */
+const WORKER_NODE_ARGS = (process.env.COUNTAPP_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
 const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
 /** A worker that stayed ready this long has recovered: its next crash starts the backoff afresh. */
@@ -385,7 +392,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     let child: ChildProcess;
     try {
       const out = handle?.fd ?? 'inherit';
-      child = fork(this.#workerEntry, [], { stdio: ['ignore', out, out, 'ipc'], execArgv: [], detached: false });
+      child = fork(this.#workerEntry, [], { stdio: ['ignore', out, out, 'ipc'], execArgv: WORKER_NODE_ARGS, detached: false });
     } catch (err) {
       await handle?.close();
       this.#log.error(`could not spawn ${spec.id}`, err);

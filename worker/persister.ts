@@ -104,6 +104,7 @@ export class Persister {
     } catch (err) {
       this.#log.error(`cannot start a new write-ahead log segment: ${describeDiskError(err)}; the log is kept until a round succeeds`, err);
     }
+    await this.#store.ensureFolder().catch(() => {}); // a failure shows in the persists below
     const adoptions = await this.#adopter.adopt(this.#store);
     const tenants = this.#store.dirtyTenants();
     const results = await mapSettledLimit(tenants, PARALLEL_TENANTS, (tenant) => this.#store.persist(tenant));
