@@ -49,6 +49,8 @@ const ERROR_SNIPPET_BYTES = 300;
 interface Failure {
   readonly reason: string;
   readonly error: unknown;
+  /** A worker's own 503 `storage_unavailable` answer: it is alive but cannot write its log. */
+  readonly storageAnswer?: ForwardResponse;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -136,6 +138,8 @@ export class Forwarder {
     let tried: string[] | undefined;
     let backoff = FIRST_BACKOFF_MS;
     let lastError: unknown;
+    let storageAnswer: ForwardResponse | undefined;
+    let storageAnswers = 0;
     for (;;) {
       if (this.#closing !== undefined) {
         throw new AppError('no_worker_available', 'The coordinator is shutting down.', { cause: lastError });
@@ -143,11 +147,15 @@ export class Forwarder {
       const worker = tried === undefined ? this.#pickFirst() : this.#pickUntried(tried);
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new AppError('no_worker_available', undefined, { cause: lastError });
+      // Every live worker is up but said its disk refuses writes: waiting out the deadline
+      // would not help, so the client learns it now (nothing was acknowledged).
+      if (worker === undefined && tried !== undefined && storageAnswers === tried.length) return storageAnswer!;
       if (worker === undefined) {
         // Every live worker failed this round, or none is live (being respawned): wait, then try the current list.
         await sleep(Math.min(backoff, remaining));
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         tried = undefined;
+        storageAnswers = 0;
         continue;
       }
       config = this.#config;
@@ -158,6 +166,10 @@ export class Forwarder {
       const outcome = await this.#attempt(worker, request, timeout, precise);
       if (!('reason' in outcome)) return outcome;
       lastError = outcome.error;
+      if (outcome.storageAnswer !== undefined) {
+        storageAnswer = outcome.storageAnswer;
+        storageAnswers++;
+      }
       this.#log.warn(`${request.method} ${request.path.length > 120 ? `${request.path.slice(0, 120)}...` : request.path} to ${worker.id} failed: ${outcome.reason}`);
       (tried ??= []).push(worker.url);
     }
@@ -240,6 +252,9 @@ export class Forwarder {
       }
       const text = await snippet(response.body);
       failure = { reason: `HTTP ${status}${text === '' ? '' : ` ${text}`}`, error: new Error(`${worker.id} answered HTTP ${status}: ${text}`) };
+      if (status === 503 && text.includes('"storage_unavailable"')) {
+        failure = { ...failure, storageAnswer: { status, body: Buffer.from(text) } };
+      }
     } catch (err) {
       // A pool closed under us (worker removed from the config) says nothing about the worker.
       if (!(err instanceof undiciErrors.ClientClosedError || err instanceof undiciErrors.ClientDestroyedError)) {

@@ -97,7 +97,6 @@ export class Persister {
 
   async #round(): Promise<RoundResult> {
     const started = performance.now();
-    const failuresBefore = this.#wal.failures;
     let sealed: number | undefined;
     try {
       sealed = await this.#wal.rotate();
@@ -118,7 +117,6 @@ export class Persister {
     if (ok) {
       try {
         if (sealed !== undefined) await this.#wal.dropThrough(sealed);
-        this.#wal.markHealthy(failuresBefore);
       } catch (err) {
         this.#log.warn(`could not delete persisted write-ahead log segments (harmless: they are replayed idempotently): ${describeDiskError(err)}`);
       }

@@ -58,9 +58,10 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       checkJsonContentType(req);
       const current = config();
       const items = parseBatch(await readBody(req, current.max_body_bytes), current);
-      const { fresh } = store.add(items);
+      const fresh = store.unseen(items);
       try {
-        await wal.append(fresh);
+        // Counted only once durable: a batch the log refuses leaves no trace.
+        await wal.append(fresh, () => store.addPairs(fresh));
       } catch (err) {
         throw new AppError('storage_unavailable', undefined, { cause: err });
       }
@@ -97,7 +98,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     });
     routes.route('/')
       .get((_req: Request, res: Response) => {
-        sendJson(res, 200, { status: 'ok', worker: options.workerId, tenants: store.tenantCount(), pending: store.pendingIds(), durability: config().durability, degraded: wal.degraded });
+        sendJson(res, 200, { status: 'ok', worker: options.workerId, tenants: store.tenantCount(), pending: store.pendingIds(), durability: config().durability });
       })
       .all(notAllowed('GET, HEAD'));
     addItemRoutes(routes, notAllowed, { ingest, count });

@@ -81,11 +81,6 @@ export interface StoreOptions {
   readonly sync: () => boolean;
 }
 
-/** Result of adding a batch: the (tenant, id) pairs this worker had not seen, flattened. */
-export interface AddResult {
-  readonly fresh: string[];
-}
-
 /**
  * The worker's in-memory view of every tenant it has touched: dedupe, counts, and the
  * locked append of pending ids to the tenant files.
@@ -108,40 +103,48 @@ export class TenantStore {
   }
 
   /**
-   * Records a validated batch in memory (synchronously, so the caller can log exactly
-   * what is new before it answers). Returns the pairs not seen before as
-   * [tenant0, id0, tenant1, id1, ...] — what the write-ahead log must keep.
+   * The (tenant, id) pairs of a validated batch this worker does not count yet, flattened
+   * as [tenant0, id0, tenant1, id1, ...]: what the write-ahead log must keep before they
+   * may be counted. Changes nothing.
    */
-  add(items: readonly Item[]): AddResult {
-    const fresh: string[] = [];
+  unseen(items: readonly Item[]): string[] {
+    const pairs: string[] = [];
     // Batches often hold runs of one tenant: look it up once per run.
     let name: string | undefined;
-    let tenant: Tenant | undefined;
+    let known: Set<string> | undefined;
     for (let i = 0; i < items.length; i++) {
       const item = items[i]!;
       if (item.tenant !== name) {
         name = item.tenant;
-        tenant = this.#tenant(name);
+        known = this.#tenants.get(name)?.known;
       }
-      const id = item.id;
-      if (tenant!.known.has(id)) continue;
-      tenant!.known.add(id);
-      tenant!.pending.add(id);
-      fresh.push(name, id);
+      if (known === undefined || !known.has(item.id)) pairs.push(name, item.id);
     }
-    return { fresh };
+    return pairs;
   }
 
-  /** Adds flattened pairs (from a write-ahead log being recovered). */
+  /**
+   * Counts flattened pairs — a batch just made durable in the write-ahead log, or one
+   * recovered from a log. Only durable pairs are ever counted, so a refused batch leaves
+   * no trace and the count never has to go back down. Returns how many were new.
+   */
   addPairs(pairs: readonly string[]): number {
     let added = 0;
+    let name: string | undefined;
+    let tenant: Tenant | undefined;
     for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const tenant = this.#tenant(pairs[i]!);
+      if (pairs[i] !== name) {
+        name = pairs[i]!;
+        tenant = this.#tenant(name);
+      }
+      const { known } = tenant!;
+      const before = known.size;
       const id = pairs[i + 1]!;
-      if (tenant.known.has(id)) continue;
-      tenant.known.add(id);
-      tenant.pending.add(id);
-      added++;
+      known.add(id);
+      if (known.size !== before) {
+        tenant!.pending.add(id);
+        added++;
+      }
     }
     return added;
   }

@@ -39,6 +39,8 @@ function deferred(): Deferred {
 
 interface Group {
   lines: string[];
+  /** Run once the group is durable, before anything else happens (see `append`). */
+  applies: (() => void)[];
   done: Deferred;
 }
 
@@ -104,9 +106,6 @@ export class Wal {
   /** A write failed part-way: the next one starts with "\n" so it is not glued to the torn line. */
   #tornTail = false;
   #closed = false;
-  /** Failed writes so far. After one, memory holds pairs the log may lack: see `degraded`. */
-  #failures = 0;
-  #degraded = false;
   /** Bytes written to the current segment: an empty one needs no rotation. */
   #segmentBytes = 0;
 
@@ -143,44 +142,32 @@ export class Wal {
   }
 
   /**
-   * Logs one batch's fresh pairs. Resolves once they are durable as `durability` says:
-   * after fdatasync (`fsync`), after write (`write`: survives a killed process, not a
-   * power cut), or at once (`off`: like the original, a crash loses the batch).
+   * Logs one batch's new pairs, then calls `apply` (which counts them) and resolves, once
+   * they are durable as `durability` says: after fdatasync (`fsync`), after write
+   * (`write`: survives a killed process, not a power cut), or at once (`off`: like the
+   * original, a crash loses the batch). `apply` runs inside the write loop, before a
+   * rotation can seal the segment, so every pair of a sealed segment is already pending
+   * in memory when the persist round that deletes the segment takes its snapshot. If the
+   * write fails, `apply` never runs and the promise rejects: nothing of the batch counts.
    */
-  append(pairs: readonly string[]): Promise<void> {
-    if (this.#durability === 'off') return Promise.resolve();
+  append(pairs: readonly string[], apply: () => void): Promise<void> {
+    if (this.#durability === 'off' || pairs.length === 0) {
+      // Nothing new to log (every pair is counted, so already durable), or no log at all.
+      apply();
+      return Promise.resolve();
+    }
     if (this.#closed) return Promise.reject(new Error('the write-ahead log is closed'));
-    // After a failed write, a batch whose ids were in the failed group would look
-    // logged when it is not: refuse to acknowledge until a persist round caught up.
-    if (this.#degraded) return Promise.reject(new Error('the write-ahead log could not be written; waiting for a persist round to succeed'));
-    if (pairs.length === 0) return this.flushed();
-    this.#open ??= { lines: [], done: deferred() };
+    this.#open ??= { lines: [], applies: [], done: deferred() };
     this.#open.lines.push(JSON.stringify(pairs));
+    this.#open.applies.push(apply);
     const { promise } = this.#open.done;
     this.#drive();
     return promise;
   }
 
-  /** Count of failed writes; a persist round notes it before it starts (see `markHealthy`). */
-  get failures(): number {
-    return this.#failures;
-  }
-
-  /**
-   * A persist round that began when `failuresBefore` writes had failed has put every
-   * pending pair into the tenant files: if nothing failed since, acknowledge again.
-   */
-  markHealthy(failuresBefore: number): void {
-    if (this.#failures === failuresBefore) this.#degraded = false;
-  }
-
-  get degraded(): boolean {
-    return this.#degraded;
-  }
-
-  /** Resolves once everything appended so far is written (or rejects if that write failed). */
+  /** Resolves once every write under way has ended (used on close). */
   flushed(): Promise<void> {
-    return (this.#open ?? this.#writing)?.done.promise ?? Promise.resolve();
+    return (this.#open ?? this.#writing)?.done.promise.catch(() => {}) ?? Promise.resolve();
   }
 
   /**
@@ -252,10 +239,9 @@ export class Wal {
         await handle.appendFile(text);
         this.#tornTail = false;
         if (this.#durability === 'fsync') await handle.datasync();
+        for (const apply of group.applies) apply();
         group.done.resolve();
       } catch (err) {
-        this.#failures++;
-        this.#degraded = true;
         group.done.reject(err);
       } finally {
         this.#writing = undefined;

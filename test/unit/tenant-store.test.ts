@@ -17,6 +17,13 @@ function items(tenant: string, ...ids: string[]) {
   return ids.map((id) => ({ tenant, id }));
 }
 
+/** What the worker does with a batch once its write-ahead log has it: count the pairs it had not seen. */
+function add(s: TenantStore, batch: { tenant: string; id: string }[]): string[] {
+  const fresh = s.unseen(batch);
+  s.addPairs(fresh);
+  return fresh;
+}
+
 /** Every id in a tenant file, by reading it the way a person would: one JSON value a line. */
 function idsInFile(tenant: string): string[] {
   const lines = readFileSync(tenantFilePath(dir, tenant), 'utf8').split('\n').filter(Boolean);
@@ -40,8 +47,10 @@ afterEach(() => {
 describe('TenantStore', () => {
   it('dedupes within a batch, across batches and across tenants', async () => {
     const s = store();
-    expect(s.add([...items('t1', 'a', 'b', 'a'), ...items('t2', 'a')]).fresh).toEqual(['t1', 'a', 't1', 'b', 't2', 'a']);
-    expect(s.add(items('t1', 'b', 'c')).fresh).toEqual(['t1', 'c']);
+    expect(s.unseen(items('t1', 'a'))).toEqual(['t1', 'a']);
+    expect(await s.count('t1')).toBe(0); // seen is not counted: only what the log has is
+    add(s, [...items('t1', 'a', 'b', 'a'), ...items('t2', 'a')]);
+    expect(add(s, items('t1', 'b', 'c'))).toEqual(['t1', 'c']);
     expect(await s.count('t1')).toBe(3);
     expect(await s.count('t2')).toBe(1);
     expect(await s.count('unknown')).toBe(0);
@@ -49,7 +58,7 @@ describe('TenantStore', () => {
 
   it('persists pending ids to the tenant file and keeps the count', async () => {
     const s = store();
-    s.add(items('t1', '1', '4'));
+    add(s, items('t1', '1', '4'));
     expect(await s.persist('t1')).toBe(2);
     expect(s.pendingIds()).toBe(0);
     expect(idsInFile('t1').sort()).toEqual(['1', '4']);
@@ -61,8 +70,8 @@ describe('TenantStore', () => {
   it('merges with what another worker wrote: union, nothing written twice', async () => {
     const a = store();
     const b = store();
-    a.add(items('t', '1', '2'));
-    b.add(items('t', '2', '3'));
+    add(a, items('t', '1', '2'));
+    add(b, items('t', '2', '3'));
     expect(await b.count('t')).toBe(2);
     await a.persist('t');
     expect(await b.persist('t')).toBe(1); // only "3": "2" was already in the file
@@ -75,21 +84,21 @@ describe('TenantStore', () => {
   it('sees ids appended by another worker without re-reading the whole file', async () => {
     const a = store();
     const b = store();
-    a.add(items('t', ...Array.from({ length: 1000 }, (_, i) => `x${i}`)));
+    add(a, items('t', ...Array.from({ length: 1000 }, (_, i) => `x${i}`)));
     await a.persist('t');
     expect(await b.count('t')).toBe(1000);
-    a.add(items('t', 'new'));
+    add(a, items('t', 'new'));
     await a.persist('t');
     expect(await b.count('t')).toBe(1001);
   });
 
   it('skips a line torn by a crash and keeps appending parsable lines after it', async () => {
     const s = store();
-    s.add(items('t', 'a'));
+    add(s, items('t', 'a'));
     await s.persist('t');
     appendFileSync(tenantFilePath(dir, 't'), '["torn-1","tor'); // a writer died mid-append
     const other = store();
-    other.add(items('t', 'b'));
+    add(other, items('t', 'b'));
     await other.persist('t');
     expect(idsInFile('t').sort()).toEqual(['a', 'b']);
     expect(await store().count('t')).toBe(2);
@@ -99,7 +108,7 @@ describe('TenantStore', () => {
     const s = store();
     const seen: number[] = [];
     for (let round = 0; round < 5; round++) {
-      s.add(items('t', ...Array.from({ length: 50 }, (_, i) => `${round}-${i}`)));
+      add(s, items('t', ...Array.from({ length: 50 }, (_, i) => `${round}-${i}`)));
       const persisting = s.persist('t');
       seen.push(await s.count('t'));
       await persisting;
@@ -112,7 +121,7 @@ describe('TenantStore', () => {
   it('keeps hostile tenants inside the database folder', async () => {
     const s = store();
     const hostile = ['../escape', '/', '.', '..', ' ', 'a/../../b', '日本'];
-    for (const tenant of hostile) s.add(items(tenant, 'x'));
+    for (const tenant of hostile) add(s, items(tenant, 'x'));
     for (const tenant of hostile) await s.persist(tenant);
     expect(readdirSync(dir).filter((name) => name.endsWith('.json'))).toHaveLength(hostile.length);
     expect(readdirSync(path.dirname(dir)).filter((name) => name === 'escape' || name === 'b')).toEqual([]);
@@ -123,7 +132,7 @@ describe('TenantStore', () => {
     const s = store();
     const file = tenantFilePath(dir, 't');
     symlinkSync('/dev/full', file); // every write answers ENOSPC
-    s.add(items('t', 'a', 'b'));
+    add(s, items('t', 'a', 'b'));
     await expect(s.persist('t')).rejects.toMatchObject({ code: 'ENOSPC' });
     expect(s.pendingIds()).toBe(2);
     expect(await s.count('t')).toBe(2);
@@ -135,7 +144,7 @@ describe('TenantStore', () => {
   it('reads a file written by an earlier run in full', async () => {
     writeFileSync(tenantFilePath(dir, 't'), '{"tenant":"t"}\n["a","b"]\n["b","c"]\n');
     const s = store();
-    s.add(items('t', 'c', 'd'));
+    add(s, items('t', 'c', 'd'));
     expect(await s.count('t')).toBe(4);
     expect(await s.persist('t')).toBe(1);
   });
