@@ -1,4 +1,5 @@
 import type { Logger } from '../shared/log.js';
+import { describeDiskError } from './disk-error.js';
 import { mapSettledLimit } from '../shared/pool.js';
 import type { TenantStore } from './tenant-store.js';
 import type { Wal } from './wal.js';
@@ -15,20 +16,6 @@ export interface RoundResult {
 
 /** Tenants written at once: enough to overlap lock waits and fsyncs, few enough not to flood the disk. */
 const PARALLEL_TENANTS = 8;
-
-/** A disk error in words an operator can act on. */
-export function describeDiskError(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  switch (code) {
-    case 'ENOSPC': return 'the disk is full';
-    case 'EDQUOT': return 'the disk quota is exhausted';
-    case 'EROFS': return 'the file system is read-only';
-    case 'EACCES':
-    case 'EPERM': return 'permission denied';
-    case 'EIO': return 'an I/O error';
-    default: return err instanceof Error ? err.message : String(err);
-  }
-}
 
 /**
  * Runs persist rounds every `intervalMs`, at this worker's `phase` (0..1) of the

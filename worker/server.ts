@@ -7,6 +7,7 @@ import { SECRET_HEADER, checkJsonContentType, readBody, sendError, sendJson } fr
 import { addItemRoutes, closeServer, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
+import { describeDiskError } from './disk-error.js';
 import type { TenantStore } from './tenant-store.js';
 import type { Wal } from './wal.js';
 
@@ -63,7 +64,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
         // Counted only once durable: a batch the log refuses leaves no trace.
         await wal.append(fresh, () => store.addPairs(fresh));
       } catch (err) {
-        throw new AppError('storage_unavailable', undefined, { cause: err });
+        throw new AppError('storage_unavailable', `The worker could not write the batch to its log (${describeDiskError(err)}); nothing was stored. Try again shortly.`, { cause: err });
       }
       sendJson(res, 200, { accepted: items.length });
     } catch (err) {
