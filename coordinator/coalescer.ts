@@ -23,6 +23,8 @@ export const MAX_IN_FLIGHT = 4;
  * HARD_MAX_IN_FLIGHT, so one slow worker cannot stall all ingestion.
  */
 export const STALL_MS = 50;
+/** Batches of at least this many items are never queued (see submit). */
+export const ALONE_ITEMS = 64;
 export const HARD_MAX_IN_FLIGHT = 32;
 
 const OPEN = Buffer.from('[');
@@ -130,7 +132,9 @@ export class Coalescer {
    * Forwarder.forward (`no_worker_available` once the deadline has passed).
    */
   submit(items: readonly Item[], body: Buffer): Promise<ForwardResponse> {
-    if (!this.#config.coalesce) return this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body });
+    // A large batch gains nothing from company (its per-request cost is spread over its
+    // items already) and would only wait for a slot: it goes straight to a worker.
+    if (!this.#config.coalesce || items.length >= ALONE_ITEMS) return this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body });
     if (this.#head === this.#queue.length && this.#inFlight < MAX_IN_FLIGHT) {
       // Nothing waiting and a free slot: the raw body goes as it came.
       this.#inFlight++;
