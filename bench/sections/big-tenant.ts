@@ -176,7 +176,6 @@ async function inProcess(ctx: Context, profile: Profile): Promise<{ rows: Row[];
           value: persistMs[0]!,
           unit: 'ms',
           target: PERSIST_TARGET,
-          note: 'the writer re-reads its own previous append first',
         },
         { section, measure: `persist of the new ids, later rounds (in-process, median of ${persistMs.length - 1})`, value: median(persistMs.slice(1)), unit: 'ms' },
         { section, measure: 'count of the new ids by another store (in-process, median)', value: median(countMs), unit: 'ms' },

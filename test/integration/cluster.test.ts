@@ -133,6 +133,25 @@ describe('a real cluster', () => {
     expect(cluster.output()).toMatch(/worker-\d+ exited unexpectedly/);
   });
 
+  it('kills and respawns a hung worker (SIGSTOP), serving from the others meanwhile', async () => {
+    const cluster = await startCluster({ workers: 2, config: { health_check: 0.5, forward_timeout: 1, forward_deadline: 5 } });
+    const [hung, healthy] = cluster.workerUrls as [string, string];
+    const pid = (await cluster.status()).workers.find((w) => w.url === hung)!.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // Requests keep being answered by the healthy worker while the hung one times out.
+      for (let i = 0; i < 5; i++) expect((await cluster.post([{ id: `h${i}`, tenant: 'hung' }])).status).toBe(200);
+      await waitFor(async () => {
+        const worker = (await cluster.status()).workers.find((w) => w.url === hung)!;
+        return worker.state === 'up' && worker.pid !== pid;
+      }, 20_000, 'the hung worker to be replaced');
+    } finally {
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
+    expect(cluster.output()).toMatch(/looks hung, killing it/);
+    await converge(cluster, 'hung', 5, 5_000, [hung, healthy]);
+  });
+
   it('SIGINT to the coordinator stops every worker and leaves no process and no lock', async () => {
     const cluster = await startCluster({ workers: 3, config: { worker_persist: 60 } });
     expect((await cluster.post([{ id: '1', tenant: 'bye' }, { id: '2', tenant: 'bye' }])).status).toBe(200);
