@@ -31,6 +31,21 @@ describe('withLock', () => {
     expect(fs.existsSync(lockDir)).toBe(false);
   });
 
+  it('reports a lock taken over by another process instead of crashing, and releases quietly', async () => {
+    const result = await withLock(file, STALE_MS, async (lock) => {
+      // Another process decided the lock was stale and took it: the dir is now someone else's.
+      fs.rmSync(lockDir, { recursive: true });
+      fs.mkdirSync(lockDir);
+      const past = new Date(Date.now() - 60_000);
+      fs.utimesSync(lockDir, past, past);
+      // proper-lockfile notices at its next refresh (every STALE_MS / 2).
+      for (let i = 0; i < 40 && !lock.compromised(); i++) await sleep(100);
+      expect(lock.compromised()).toBe(true);
+      return 'survived';
+    });
+    expect(result).toBe('survived');
+  });
+
   it('keeps concurrent callers in the same process out of each other', async () => {
     fs.writeFileSync(file, '0');
     let inside = 0;
