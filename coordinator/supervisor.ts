@@ -572,7 +572,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           }
         } catch (err) {
           if (!run.exited && !killed) {
-            this.#log.warn(`${id} did not answer /kill (${describeRequestError(err)}): sending SIGTERM`);
+            // Usually it is stopping already (Ctrl-C reaches the whole process group) and closed its connections.
+            this.#log.info(`${id} did not take /kill (${describeRequestError(err)}), probably stopping already: sending SIGTERM too`);
             this.#signal(run, 'SIGTERM');
           }
         }
