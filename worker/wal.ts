@@ -32,7 +32,7 @@ function deferred(): Deferred {
   let resolve!: () => void;
   let reject!: (err: unknown) => void;
   const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
-  // A group nobody waits on (flushed() was never called) must not crash the process.
+  // A failed group must not crash the process as an unhandled rejection; its waiters still see it.
   promise.catch(() => {});
   return { promise, resolve, reject };
 }
@@ -127,10 +127,6 @@ export class Wal {
     return wal;
   }
 
-  get folder(): string {
-    return this.#folder;
-  }
-
   setDurability(durability: Durability): void {
     this.#durability = durability;
   }
@@ -163,11 +159,6 @@ export class Wal {
     const { promise } = this.#open.done;
     this.#drive();
     return promise;
-  }
-
-  /** Resolves once every write under way has ended (used on close). */
-  flushed(): Promise<void> {
-    return (this.#open ?? this.#writing)?.done.promise.catch(() => {}) ?? Promise.resolve();
   }
 
   /**
