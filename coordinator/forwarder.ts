@@ -144,6 +144,8 @@ export class Forwarder {
       if (this.#closing !== undefined) {
         throw new AppError('no_worker_available', 'The coordinator is shutting down.', { cause: lastError });
       }
+      // No worker in the config at all: none will come back, so waiting would only delay the 503.
+      if (this.#config.workers.length === 0) throw new AppError('no_worker_available', 'The config lists no workers; nothing was stored.');
       const worker = tried === undefined ? this.#pickFirst() : this.#pickUntried(tried);
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new AppError('no_worker_available', undefined, { cause: lastError });
