@@ -118,6 +118,19 @@ describe('a real cluster', () => {
     expect((await cluster.status()).workers).toHaveLength(3);
   });
 
+  it('applies changed timings and durability without a restart', async () => {
+    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60 } });
+    const [a, b] = cluster.workerUrls as [string, string];
+    const pids = await cluster.workerPids();
+    expect((await cluster.post([{ id: '1', tenant: 'timing' }], a)).status).toBe(200);
+    // With a persist a minute away, the other worker does not see it yet.
+    expect(await cluster.count('timing', b)).toBe(0);
+    cluster.writeConfig({ worker_persist: 0.5, durability: 'write' });
+    await converge(cluster, 'timing', 1, 10_000);
+    await waitFor(async () => (await cluster.request('/', {}, a)).body.durability === 'write', 5_000, 'the new durability in force');
+    expect(await cluster.workerPids()).toEqual(pids); // same processes
+  });
+
   it('respawns a worker killed with SIGKILL, which recovers what it had acknowledged', async () => {
     const cluster = await startCluster({ workers: 2, config: { worker_persist: 60 } });
     const victim = cluster.workerUrls[0]!;
