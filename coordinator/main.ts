@@ -52,8 +52,13 @@ async function main(): Promise<void> {
     throw new ConfigError(`cannot read the config file ${configFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, undefined, { cause: err });
   }
   let config: Config = parseConfig(text, path.dirname(configFile), (message) => log.warn(message));
-  mkdirSync(config.database, { recursive: true });
-  mkdirSync(config.worker_logs, { recursive: true });
+  for (const key of ['database', 'worker_logs'] as const) {
+    try {
+      mkdirSync(config[key], { recursive: true });
+    } catch (err) {
+      throw new ConfigError(`cannot create \`${key}\` folder ${config[key]} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, key, { cause: err });
+    }
+  }
   log.setFile(path.join(config.worker_logs, 'coordinator.log'));
   log.info(`starting with ${configFile}: ${config.workers.length} worker(s), database ${config.database}`);
 
@@ -127,6 +132,7 @@ main().catch((err: unknown) => {
   if (err instanceof ConfigError) {
     process.stderr.write(`countapp: ${err.message}\n`);
   } else {
+    // A bug, not a user mistake: the stack helps whoever reports it.
     process.stderr.write(`countapp: cannot start: ${err instanceof Error ? err.stack : String(err)}\n`);
   }
   process.exit(1);
