@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const { pairs, badLines } = await readSegments(walFolder, leftover);
     const added = store.addPairs(pairs);
     const round = await persister.persistNow();
-    log.info(`recovered ${pairs.length / 2} logged pair(s) (${added} not yet in memory${badLines ? `, ${badLines} torn line(s) skipped` : ''}) from ${leftover.length} segment(s); ${round.failed === 0 ? 'persisted' : 'kept pending (persist failed)'}`);
+    log.info(`recovered ${pairs.length / 2} logged pair(s) (${added} not yet in memory${badLines ? `, ${badLines} torn line(s) skipped` : ''}) from ${leftover.length} segment(s); ${round.ok ? 'persisted' : 'kept pending (persist failed)'}`);
   }
 
   let server: WorkerServer | undefined;
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
       server?.beginShutdown();
       const round = await persister.close();
       await wal.close();
-      const clean = round.failed === 0 && store.pendingIds() === 0;
+      const clean = round.ok && store.pendingIds() === 0;
       if (clean) await releaseWal(walRoot, workerId).catch(() => {});
       else log.error(`stopping with ${store.pendingIds()} id(s) not persisted: they stay in the write-ahead log ${walFolder} and are recovered on the next start or by another worker`);
       return { persisted: round.ids, clean };

@@ -10,6 +10,8 @@ export interface RoundResult {
   readonly tenants: number;
   readonly ids: number;
   readonly failed: number;
+  /** Every tenant appended and synced: the sealed write-ahead log segments were deleted. */
+  readonly ok: boolean;
   readonly adopted: number;
   readonly ms: number;
 }
@@ -100,14 +102,21 @@ export class Persister {
       if (result.status === 'fulfilled') ids += result.value;
       else failures.push({ tenant: tenants[i]!, reason: result.reason });
     });
-    const ok = failures.length === 0;
+    let synced = true;
+    try {
+      await this.#store.syncWritten();
+    } catch (err) {
+      synced = false;
+      this.#log.error(`could not fsync the tenant files: ${describeDiskError(err)}. The write-ahead log keeps their ids; retrying next round.`, err);
+    }
+    const ok = failures.length === 0 && synced;
     if (ok) {
       try {
         if (sealed !== undefined) await this.#wal.dropThrough(sealed);
       } catch (err) {
         this.#log.warn(`could not delete persisted write-ahead log segments (harmless: they are replayed idempotently): ${describeDiskError(err)}`);
       }
-    } else {
+    } else if (failures.length > 0) {
       const first = failures[0]!;
       this.#log.error(
         `could not persist ${failures.length} of ${tenants.length} tenant(s) (first: ${JSON.stringify(first.tenant)}): ${describeDiskError(first.reason)}. ` +
@@ -122,7 +131,7 @@ export class Persister {
     if (ids > 0 || adoptions.length > 0) {
       this.#log.info(`persisted ${ids} id(s) of ${tenants.length - failures.length} tenant(s) in ${ms.toFixed(1)} ms`);
     }
-    return { tenants: tenants.length, ids, failed: failures.length, adopted: adoptions.length, ms };
+    return { tenants: tenants.length, ids, failed: failures.length, ok, adopted: adoptions.length, ms };
   }
 
   /** Stops the timer and runs a last round; a second call returns the same promise. */

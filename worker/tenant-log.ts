@@ -1,6 +1,5 @@
 import { statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import path from 'node:path';
 
 /**
  * A tenant file is append-only JSON Lines: an optional header line `{"tenant": ...}`,
@@ -98,27 +97,34 @@ function parseLines(text: string): { ids: string[]; badLines: number } {
 /**
  * Appends one line of ids in a single write. `terminateTorn` first ends a torn last
  * line with "\n" so our line stays parsable. A new file starts with a header naming the
- * tenant, for people reading the folder. With `sync`, the data (and, for a new file, the
- * folder entry) is on disk before this resolves.
+ * tenant, for people reading the folder. Not fsynced here: the persister syncs every
+ * file of a round at once afterwards (see TenantStore.syncWritten), outside the lock.
  */
 export async function appendIds(
   file: string,
   tenant: string,
   ids: readonly string[],
-  options: { terminateTorn: boolean; sync: boolean },
-): Promise<{ ino: number; start: number; end: number }> {
+  options: { terminateTorn: boolean },
+): Promise<{ ino: number; start: number; end: number; created: boolean }> {
   const handle = await open(file, 'a');
-  let created = false;
   try {
     const { size, ino } = await handle.stat();
-    created = size === 0;
+    const created = size === 0;
     const head = created ? `${JSON.stringify({ tenant })}\n` : options.terminateTorn ? '\n' : '';
     const data = Buffer.from(`${head}${JSON.stringify(ids)}\n`, 'utf8');
     await handle.appendFile(data);
-    if (options.sync) await handle.datasync();
-    if (created && options.sync) await syncFolder(path.dirname(file));
     // Under the lock nobody else appends: our bytes are [size, size + length).
-    return { ino, start: size, end: size + data.length };
+    return { ino, start: size, end: size + data.length, created };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** fdatasync of a file: its appended data survives a power cut. */
+export async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, 'r');
+  try {
+    await handle.datasync();
   } finally {
     await handle.close();
   }

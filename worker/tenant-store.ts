@@ -4,7 +4,11 @@ import type { Item } from '../shared/items.js';
 import { tenantFilePath } from '../shared/tenant-file.js';
 import { withLock } from '../shared/locks.js';
 import type { Logger } from '../shared/log.js';
-import { EMPTY_POSITION, appendIds, hasNewBytes, readTail } from './tenant-log.js';
+import { mapSettledLimit } from '../shared/pool.js';
+import { EMPTY_POSITION, appendIds, hasNewBytes, readTail, syncFile, syncFolder } from './tenant-log.js';
+
+/** fdatasyncs under way at once at the end of a round (the thread pool has 16 threads). */
+const PARALLEL_SYNCS = 12;
 
 /**
  * One tenant as this worker sees it. `known` holds every id it counts: the tenant file's
@@ -77,7 +81,7 @@ export interface StoreOptions {
   readonly log: Logger;
   /** Stale time of tenant locks, ms. */
   readonly lockStaleMs: number;
-  /** Whether to fsync each tenant append (durability: fsync); asked each time, it can change at run time. */
+  /** Whether tenant appends must be fsynced (durability: fsync); asked each time, it can change at run time. */
   readonly sync: () => boolean;
 }
 
@@ -88,6 +92,9 @@ export interface StoreOptions {
 export class TenantStore {
   readonly #tenants = new Map<string, Tenant>();
   readonly #options: StoreOptions;
+  /** Tenant files appended to since the last syncWritten(), and whether one of them is new. */
+  #unsynced = new Set<string>();
+  #folderUnsynced = false;
 
   constructor(options: StoreOptions) {
     this.#options = options;
@@ -167,6 +174,37 @@ export class TenantStore {
     return tenant.known.size;
   }
 
+  /**
+   * With durability fsync: fdatasyncs every tenant file appended to since the last call
+   * (and the folder, when a file was created), many at once so the file system can share
+   * journal commits between them. Until it succeeds the write-ahead log keeps the ids, so
+   * a failure here loses nothing: the files stay on the list for the next call.
+   */
+  async syncWritten(): Promise<void> {
+    const files = [...this.#unsynced];
+    const folder = this.#folderUnsynced;
+    this.#unsynced = new Set();
+    this.#folderUnsynced = false;
+    if (!this.#options.sync()) return;
+    const results = await mapSettledLimit(files, PARALLEL_SYNCS, syncFile);
+    let failure: unknown;
+    results.forEach((result, i) => {
+      if (result.status === 'rejected') {
+        this.#unsynced.add(files[i]!);
+        failure ??= result.reason;
+      }
+    });
+    if (folder) {
+      try {
+        await syncFolder(this.#options.database);
+      } catch (err) {
+        this.#folderUnsynced = true;
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
+  }
+
   /** Recreates the database folder if someone deleted it (else every lock would wait out its retries). */
   async ensureFolder(): Promise<void> {
     await mkdir(this.#options.database, { recursive: true });
@@ -198,7 +236,7 @@ export class TenantStore {
   async persist(name: string): Promise<number> {
     const tenant = this.#tenant(name);
     await tenant.loaded;
-    const { log, lockStaleMs, sync } = this.#options;
+    const { log, lockStaleMs } = this.#options;
     return withLock(tenant.file, lockStaleMs, async (lock) => {
       // What other workers appended is not written again.
       await tenant.catchUp(log);
@@ -208,11 +246,13 @@ export class TenantStore {
       tenant.pending = new Set();
       let at;
       try {
-        at = await appendIds(tenant.file, name, [...batch], { terminateTorn: tenant.size > tenant.offset, sync: sync() });
+        at = await appendIds(tenant.file, name, [...batch], { terminateTorn: tenant.size > tenant.offset });
       } catch (err) {
         for (const id of batch) tenant.pending.add(id);
         throw err;
       }
+      this.#unsynced.add(tenant.file);
+      if (at.created) this.#folderUnsynced = true;
       if (lock.compromised()) {
         // Appends never overwrite, so a lost lock cannot corrupt the file; at worst another writer
         // repeated some ids. Our line may not sit where we think: read the file again next time.

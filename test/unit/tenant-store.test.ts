@@ -141,6 +141,23 @@ describe('TenantStore', () => {
     expect(idsInFile('t').sort()).toEqual(['a', 'b']);
   });
 
+  it('fsyncs every file appended in a round afterwards, and keeps a file that failed on the list', async () => {
+    const s = new TenantStore({ database: dir, log, lockStaleMs: 2000, sync: () => true });
+    add(s, [...items('a', '1'), ...items('b', '2')]);
+    await s.persist('a');
+    await s.persist('b');
+    await s.syncWritten();
+    add(s, items('a', '3'));
+    await s.persist('a');
+    const file = tenantFilePath(dir, 'a');
+    const saved = readFileSync(file);
+    rmSync(file); // the sync cannot open it now
+    await expect(s.syncWritten()).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(s.syncWritten()).rejects.toMatchObject({ code: 'ENOENT' }); // still listed
+    writeFileSync(file, saved);
+    await s.syncWritten();
+  });
+
   it('reads a file written by an earlier run in full', async () => {
     writeFileSync(tenantFilePath(dir, 't'), '{"tenant":"t"}\n["a","b"]\n["b","c"]\n');
     const s = store();
