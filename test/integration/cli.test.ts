@@ -7,12 +7,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { COORDINATOR_ENTRY } from '../helpers/cluster.js';
 import { freePorts } from '../helpers/ports.js';
 
-let dir: string | undefined;
+const dirs: string[] = [];
 const servers: net.Server[] = [];
 afterEach(() => {
   for (const server of servers.splice(0)) server.close();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  dir = undefined;
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Runs `countapp` to its exit (it must exit by itself: these are start-up failures). */
@@ -32,7 +31,8 @@ function countapp(args: string[]): Promise<{ code: number | null; output: string
 }
 
 function configFile(text: string): string {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'countapp-cli-'));
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'countapp-cli-'));
+  dirs.push(dir);
   const file = path.join(dir, 'config.yaml');
   writeFileSync(file, text);
   return file;
