@@ -119,23 +119,3 @@ export async function appendIds(
     await handle.close();
   }
 }
-
-/** fdatasync of a file: its appended data survives a power cut. */
-export async function syncFile(file: string): Promise<void> {
-  const handle = await open(file, 'r');
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** fsync of a folder, so a file just created in it survives a power cut. */
-export async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

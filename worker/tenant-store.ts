@@ -5,7 +5,8 @@ import { tenantFilePath } from '../shared/tenant-file.js';
 import { withLock } from '../shared/locks.js';
 import type { Logger } from '../shared/log.js';
 import { mapSettledLimit } from '../shared/pool.js';
-import { EMPTY_POSITION, appendIds, hasNewBytes, readTail, syncFile, syncFolder } from './tenant-log.js';
+import { syncToDisk } from './fsync.js';
+import { EMPTY_POSITION, appendIds, hasNewBytes, readTail } from './tenant-log.js';
 
 /** fdatasyncs under way at once at the end of a round (the thread pool has 16 threads). */
 const PARALLEL_SYNCS = 12;
@@ -186,7 +187,7 @@ export class TenantStore {
     this.#unsynced = new Set();
     this.#folderUnsynced = false;
     if (!this.#options.sync()) return;
-    const results = await mapSettledLimit(files, PARALLEL_SYNCS, syncFile);
+    const results = await mapSettledLimit(files, PARALLEL_SYNCS, (file) => syncToDisk(file, 'file'));
     let failure: unknown;
     results.forEach((result, i) => {
       if (result.status === 'rejected') {
@@ -196,7 +197,7 @@ export class TenantStore {
     });
     if (folder) {
       try {
-        await syncFolder(this.#options.database);
+        await syncToDisk(this.#options.database, 'folder');
       } catch (err) {
         this.#folderUnsynced = true;
         failure ??= err;

@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, readdir, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Durability } from '../shared/config.js';
-import { syncFolder } from './tenant-log.js';
+import { syncToDisk } from './fsync.js';
 
 /**
  * The worker's write-ahead log: why a 200 survives a SIGKILL. Every batch's new pairs
@@ -133,7 +133,7 @@ export class Wal {
 
   async #openSegment(): Promise<void> {
     const handle = await open(path.join(this.#folder, segmentName(this.#seq)), 'a');
-    if (this.#durability === 'fsync') await syncFolder(this.#folder);
+    if (this.#durability === 'fsync') await syncToDisk(this.#folder, 'folder');
     this.#handle = handle;
   }
 
