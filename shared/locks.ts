@@ -17,13 +17,13 @@ export class LockBusyError extends Error {
  * that does not exist yet. We wait about twice the stale time: long enough to take over a
  * lock whose holder was SIGKILLed, short enough that one stuck tenant does not stall a persist round.
  */
-function lockOptions(staleMs: number, onCompromised: (err: Error) => void): lockfile.LockOptions {
+function lockOptions(staleMs: number, maxWaitMs: number, onCompromised: (err: Error) => void): lockfile.LockOptions {
   const maxTimeout = 200;
   return {
     stale: staleMs,
     update: Math.floor(staleMs / 2),
     realpath: false,
-    retries: { retries: Math.ceil((2 * staleMs) / maxTimeout) + 5, factor: 1.5, minTimeout: 5, maxTimeout },
+    retries: { retries: Math.ceil(maxWaitMs / maxTimeout) + 5, factor: 1.5, minTimeout: 5, maxTimeout },
     // The default handler throws from a timer and kills the process; ours only records it.
     onCompromised,
   };
@@ -36,12 +36,13 @@ export interface Lock extends HeldLock {
 
 /**
  * Takes the lock of `file`. With `wait: false` it fails at once (LockBusyError) unless
- * the lock is free or stale. Prefer `withLock`; this is for locks held across steps.
+ * the lock is free or stale; `maxWaitMs` caps the wait below its default (twice the stale
+ * time). Prefer `withLock`; this is for locks held across steps.
  */
-export async function acquireLock(file: string, staleMs: number, options: { wait?: boolean } = {}): Promise<Lock> {
+export async function acquireLock(file: string, staleMs: number, options: { wait?: boolean; maxWaitMs?: number } = {}): Promise<Lock> {
   let compromised = false;
-  const lockOpts = lockOptions(staleMs, () => { compromised = true; });
-  if (options.wait === false) lockOpts.retries = 0;
+  const lockOpts = lockOptions(staleMs, Math.min(options.maxWaitMs ?? Infinity, 2 * staleMs), () => { compromised = true; });
+  if (options.wait === false || (options.maxWaitMs !== undefined && options.maxWaitMs <= 0)) lockOpts.retries = 0;
   try {
     const release = await lockfile.lock(file, lockOpts);
     // Releasing a compromised lock rejects: the lock is someone else's now, nothing to undo.

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkTenant } from '../../shared/items.js';
-import { tenantFileName, tenantFilePath } from '../../shared/tenant-file.js';
+import { tenantFileName, tenantFilePath } from '../../shared/tenant-file-name.js';
 import { seededRandom } from '../helpers/random.js';
 
 const DB = '/srv/countapp/db';
