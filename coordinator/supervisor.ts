@@ -412,7 +412,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#log.info(`spawned ${spec.id} (pid ${run.pid})`);
     const index = config.workers.findIndex((worker) => worker.id === spec.id);
     const phase = config.workers.length > 0 && index >= 0 ? index / config.workers.length : 0;
-    this.#send(slot, run, { type: 'init', workerId: spec.id, secret: this.#secret, config, phase });
+    this.#send(slot, run, { type: 'init', workerId: spec.id, secret: this.#secret, config, phase, members: this.#members() });
   }
 
   #send(slot: Slot, run: Run, message: CoordinatorMessage): void {
@@ -736,6 +736,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (live.length === before.length && live.every((spec, i) => spec === before[i])) return;
     this.#live = Object.freeze(live);
     this.#emitSafe('live', this.#live);
+    // Every worker learns the new membership: the tenant files each one writes follow it.
+    const members = this.#members();
+    for (const slot of this.#slots.values()) {
+      const run = slot.run;
+      if (run !== undefined && !run.exited) this.#send(slot, run, { type: 'members', members });
+    }
+  }
+
+  #members(): { id: string; url: string }[] {
+    return this.#live.map((spec) => ({ id: spec.id, url: spec.url }));
   }
 
   #isLive(slot: Slot): boolean {

@@ -1,27 +1,40 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../shared/config.js';
+import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { isCoordinatorMessage, type CoordinatorMessage, type WorkerMessage } from '../shared/ipc.js';
 import { Logger } from '../shared/log.js';
+import { LockHeldError, ProcessLock } from '../shared/process-lock.js';
 import { describeDiskError } from './disk-error.js';
+import { Pending } from './pending.js';
 import { Persister } from './persister.js';
 import { createWorkerServer, type WorkerServer } from './server.js';
-import { TenantStore } from './tenant-store.js';
-import { WalAdopter, claimWal, releaseWal } from './wal-owner.js';
-import { Wal, listSegments, readSegments } from './wal.js';
+import { FileStore } from './store/files.js';
+import { WalAdopter, walLockName } from './wal-adopter.js';
+import { replaySegments } from './wal-records.js';
+import { Wal, dropSegments, listSegments } from './wal.js';
 
 /**
  * A worker process. The coordinator forks it and sends `init` over IPC (the secret
- * travels there, never in argv or the environment). Start-up: claim the write-ahead
- * log, replay what a previous run left, put it into the tenant files, then listen and
- * report `ready`. It stops gracefully (persist, then exit) on /kill, SIGINT, SIGTERM, or
- * when the coordinator goes away, so it never runs on as an orphan.
+ * travels there, never in argv or the environment). Start-up: hold its write-ahead log
+ * (a process lock, for its whole life) before touching anything, replay what a previous
+ * run left into memory, then listen and report `ready`. It stops gracefully (persist
+ * within its time, then exit) on /kill, SIGINT, SIGTERM, or when the coordinator goes
+ * away, so it never runs on as an orphan.
  */
 
 // fsyncs of the write-ahead log and of tenant files share libuv's thread pool (4 by
-// default) with every other file operation; a few more threads keep reads from queueing
-// behind them. Set before the first asynchronous file operation creates the pool.
+// default) with every other file operation; a few more threads keep them from queueing
+// behind each other. Set before the first asynchronous file operation creates the pool.
 process.env.UV_THREADPOOL_SIZE ??= '16';
+
+/** How long a starting worker waits for another worker to finish adopting its log. */
+const ADOPTION_WAIT_MS = 60_000;
+/** What a stopping worker keeps of `kill_timeout` for itself: the rest is for persisting. */
+const STOP_MARGIN_MS = 1500;
+/** A hand-over to another worker may take this long before the ids are written here instead. */
+const HANDOFF_TIMEOUT_MS = 5000;
 
 let log = new Logger('worker');
 
@@ -48,6 +61,25 @@ function waitForInit(): Promise<Extract<CoordinatorMessage, { type: 'init' }>> {
   });
 }
 
+/**
+ * Takes this worker's log lock. Another worker adopting the log (this worker had died)
+ * is waited for; any other holder means another cluster runs on this database.
+ */
+async function holdWal(database: string, workerId: string): Promise<ProcessLock> {
+  const deadline = Date.now() + ADOPTION_WAIT_MS;
+  for (;;) {
+    try {
+      return await ProcessLock.acquire(database, walLockName(workerId), { pid: process.pid, role: 'worker', detail: workerId });
+    } catch (err) {
+      if (!(err instanceof LockHeldError)) throw err;
+      if (err.holder?.role !== 'adopting' || Date.now() >= deadline) {
+        throw new Error(`the write-ahead log of ${workerId} in ${database} is in use: ${err.message}. Is another CountApp cluster running on this database?`, { cause: err });
+      }
+      await sleep(100);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const init = await waitForInit();
   let config: Config = init.config;
@@ -55,38 +87,53 @@ async function main(): Promise<void> {
   log = new Logger(workerId);
   const spec = config.workers.find((worker) => worker.id === workerId);
   if (spec === undefined) throw new Error(`${workerId} is not in the config it was given`);
-  const staleMs = config.lock_stale * 1000;
-  const walRoot = path.join(config.database, '.wal');
+  const database = config.database;
+
+  // Nothing in the database is read, written or deleted before this lock is ours.
+  const walLock = await holdWal(database, workerId);
+  const walRoot = path.join(database, '.wal');
   const walFolder = path.join(walRoot, workerId);
+  await mkdir(walRoot, { recursive: true, mode: DATA_DIR_MODE });
 
-  await mkdir(walRoot, { recursive: true });
-  await claimWal(walRoot, workerId, staleMs);
+  const pending = new Pending();
   const leftover = await listSegments(walFolder);
-  const wal = await Wal.open(walFolder, config.durability);
-  const store = new TenantStore({ database: config.database, log, lockStaleMs: staleMs, sync: () => config.durability === 'fsync' });
-  const adopter = new WalAdopter({ walRoot, selfId: workerId, staleMs, log });
-  const persister = new Persister({ store, wal, adopter, log, intervalMs: config.worker_persist * 1000, phase: init.phase });
-
   if (leftover.length > 0) {
-    const { pairs, badLines } = await readSegments(walFolder, leftover);
-    const added = store.addPairs(pairs);
-    const round = await persister.persistNow();
-    log.info(`recovered ${pairs.length / 2} logged pair(s) (${added} not yet in memory${badLines ? `, ${badLines} torn line(s) skipped` : ''}) from ${leftover.length} segment(s); ${round.ok ? 'persisted' : 'kept pending (persist failed)'}`);
+    const { records, badLines } = await replaySegments(walFolder, leftover, pending);
+    log.info(`recovered ${pending.ids} id(s) of ${pending.tenants} tenant(s) from ${records} record(s) in ${leftover.length} write-ahead log segment(s)${badLines ? ` (${badLines} torn line(s) skipped)` : ''}; persisting them once serving`);
   }
+  let persister: Persister | undefined;
+  const wal = await Wal.open(walFolder, {
+    durability: config.durability,
+    unpersisted: () => persister?.unpersistedRecords() ?? pending.toRecords(),
+  });
+  const store = new FileStore({
+    database,
+    workerId,
+    log,
+    secret: () => secret,
+    lockStaleMs: () => config.lock_stale * 1000,
+    sync: () => config.durability === 'fsync',
+    handoffTimeoutMs: () => Math.min(HANDOFF_TIMEOUT_MS, config.forward_timeout * 1000),
+  });
+  store.setMembers(init.members);
+  const adopter = new WalAdopter({ database, walRoot, selfId: workerId, log });
+  persister = new Persister({ wal, pending, store, adopter, log, intervalMs: config.worker_persist * 1000, phase: init.phase });
+  const rounds = persister;
 
   let server: WorkerServer | undefined;
-  let stopping: Promise<{ persisted: number; clean: boolean }> | undefined;
-  /** Stop taking work, persist everything; idempotent. */
-  const drain = (reason: string): Promise<{ persisted: number; clean: boolean }> => {
+  let stopping: Promise<{ persisted: boolean; pending: number }> | undefined;
+  /** Stop taking batches, persist within kill_timeout; idempotent. */
+  const drain = (reason: string): Promise<{ persisted: boolean; pending: number }> => {
     stopping ??= (async () => {
+      const stopBy = Date.now() + Math.max(500, config.kill_timeout * 1000 - STOP_MARGIN_MS);
       log.info(`stopping (${reason}): persisting`);
       server?.beginShutdown();
-      const round = await persister.close();
-      await wal.close();
-      const clean = round.ok && store.pendingIds() === 0;
-      if (clean) await releaseWal(walRoot, workerId).catch(() => {});
-      else log.error(`stopping with ${store.pendingIds()} id(s) not persisted: they stay in the write-ahead log ${walFolder} and are recovered on the next start or by another worker`);
-      return { persisted: round.ids, clean };
+      const round = await rounds.close(stopBy);
+      const persisted = round.ok && pending.ids === 0;
+      if (!persisted) {
+        log.warn(`stopping with ${pending.ids} id(s) not yet persisted: they stay in the write-ahead log ${walFolder} and are persisted at the next start (or by another worker)`);
+      }
+      return { persisted, pending: pending.ids };
     })();
     return stopping;
   };
@@ -94,19 +141,39 @@ async function main(): Promise<void> {
   const exit = async (reason: string): Promise<void> => {
     if (exiting) return;
     exiting = true;
-    const { clean } = await drain(reason);
+    const { persisted } = await drain(reason);
     await server?.close();
-    log.info(clean ? 'stopped; everything persisted' : 'stopped');
-    process.exit(clean ? 0 : 1);
+    await store.close().catch(() => {});
+    await wal.close();
+    // Hand-overs taken after the last round are in the log: keep it then.
+    if (persisted && pending.ids === 0) {
+      const left = await listSegments(walFolder).catch(() => [0, 0]);
+      if (left.length <= 1 && wal.status().bytes === 0) {
+        await dropSegments(walFolder, left).catch(() => {});
+        await rmdir(walFolder).catch(() => {});
+      }
+    }
+    await walLock.release();
+    log.info(persisted ? 'stopped; everything persisted' : 'stopped; the write-ahead log keeps the rest');
+    process.exit(0);
   };
 
   server = createWorkerServer({
     workerId,
     config: () => config,
+    pending,
     store,
     wal,
+    persister,
     log,
     secret,
+    status: () => ({
+      pending: pending.ids,
+      pendingTenants: pending.tenants,
+      wal: wal.status(),
+      lastPersist: rounds.lastRound,
+      store: store.status(),
+    }),
     onKill: () => drain('asked by the coordinator'),
     onKilled: () => { void exit('asked by the coordinator'); },
   });
@@ -118,19 +185,25 @@ async function main(): Promise<void> {
     const message = code === 'EADDRINUSE' ? `port ${spec.port} is already in use by another program` : `cannot listen on ${host}:${spec.port} (${code})`;
     log.error(message, err);
     send({ type: 'fatal', code, message });
-    await persister.close();
     await wal.close();
+    await walLock.release();
     process.exit(1);
   }
   persister.start();
+  // What the last run left is persisted now rather than a whole interval later.
+  if (leftover.length > 0) persister.persistNow().catch((err: unknown) => log.error('persisting the recovered ids failed; the next round retries', err));
   log.info(`listening on ${host}:${spec.port} (durability: ${config.durability}, persist every ${config.worker_persist} s)`);
   send({ type: 'ready', url: spec.url });
 
   process.on('message', (message: unknown) => {
-    if (!isCoordinatorMessage(message) || message.type !== 'config') return;
-    config = { ...message.config, database: config.database };
-    persister.setInterval(config.worker_persist * 1000);
-    wal.setDurability(config.durability);
+    if (!isCoordinatorMessage(message)) return;
+    if (message.type === 'members') {
+      store.setMembers(message.members);
+    } else if (message.type === 'config') {
+      config = { ...message.config, database: config.database };
+      rounds.setInterval(config.worker_persist * 1000);
+      wal.setDurability(config.durability);
+    }
   });
   process.on('disconnect', () => { void exit('the coordinator went away'); });
   process.on('SIGINT', () => { void exit('SIGINT'); });

@@ -1,34 +1,59 @@
 import type { Logger } from '../shared/log.js';
 import { describeDiskError } from './disk-error.js';
-import { mapSettledLimit } from '../shared/pool.js';
-import type { TenantStore } from './tenant-store.js';
+import type { Pending } from './pending.js';
+import { addIdMap, encodeIdMap, idCount, type IdMap } from './store/id-map.js';
+import type { Store } from './store/store.js';
 import type { Wal } from './wal.js';
-import type { WalAdopter } from './wal-owner.js';
+import type { WalAdopter } from './wal-adopter.js';
 
 /** What one persist round did. */
 export interface RoundResult {
+  /** Epoch ms when it ended. */
+  readonly at: number;
   readonly tenants: number;
   readonly ids: number;
-  readonly failed: number;
-  /** Every tenant appended and synced: the sealed write-ahead log segments were deleted. */
+  /** Tenants whose ids could not be persisted (they stay pending and logged). */
+  readonly failedTenants: number;
+  /** Everything was persisted and checkpointed: the sealed write-ahead log segments were deleted. */
   readonly ok: boolean;
   readonly adopted: number;
   readonly ms: number;
 }
 
-/** Tenants written at once: enough to overlap lock waits and fsyncs, few enough not to flood the disk. */
-const PARALLEL_TENANTS = 8;
+export interface PersisterOptions {
+  readonly wal: Wal;
+  readonly pending: Pending;
+  readonly store: Store;
+  readonly adopter: WalAdopter;
+  readonly log: Logger;
+  readonly intervalMs: number;
+  /** This worker's place (0..1) in the interval, so the workers of a cluster take turns. */
+  readonly phase: number;
+}
+
+/** A re-logged write-ahead log record is kept below this size. */
+const RECORD_BYTES = 1024 * 1024;
+/** How often a lost write-ahead log is tried again. */
+const RECOVER_RETRY_MS = 500;
 
 /**
- * Runs persist rounds every `intervalMs`, at this worker's `phase` (0..1) of the
- * interval on the wall clock, so the workers of a cluster take turns instead of all
- * hitting the files at once. A round: seal the write-ahead log, adopt orphaned logs,
- * append every tenant's pending ids, and, only if all of that worked, delete the sealed
- * segments. A failed round loses nothing: ids stay pending and segments stay on disk.
+ * Moves acknowledged ids from the worker's memory and write-ahead log into the store.
+ *
+ * A round, every `intervalMs` at this worker's phase of the interval: seal the log
+ * segment, take every pending id, add those of orphaned logs, persist them all, then —
+ * only when every id of the sealed segments is persisted and checkpointed, or written
+ * again into a newer segment — delete the sealed segments. A tenant that fails (its file
+ * is a directory, the disk is full) is isolated: its ids are re-logged and stay pending,
+ * and the others go through, so one bad tenant never makes the log grow without bound.
+ *
+ * A flush persists some tenants now, outside the rhythm: ids handed over by another
+ * worker (so they are visible at once), and strong reads. Rounds and flushes may run at
+ * the same time; a round waits for the flushes that began before it before it deletes.
  */
 export class Persister {
-  readonly #store: TenantStore;
   readonly #wal: Wal;
+  readonly #pending: Pending;
+  readonly #store: Store;
   readonly #adopter: WalAdopter;
   readonly #log: Logger;
   #intervalMs: number;
@@ -37,14 +62,30 @@ export class Persister {
   #running: Promise<RoundResult> | undefined;
   #queued: Promise<RoundResult> | undefined;
   #closing: Promise<RoundResult> | undefined;
+  /** Ids taken from pending and not yet persisted: a lost log is rebuilt from these and pending. */
+  readonly #inFlight = new Set<IdMap>();
+  readonly #flushes = new Set<Promise<unknown>>();
+  /** The persist step of the round under way, which may hold ids a flush is asked about. */
+  #roundPersist: Promise<IdMap> | undefined;
+  /** Re-logs not finished yet, and how many ever failed: a round deletes nothing while one of its window failed. */
+  readonly #relogs = new Set<Promise<void>>();
+  #relogFailures = 0;
+  #soon: { tenants: Set<string>; visible: boolean; done: Promise<Set<string>> } | undefined;
+  #recovering: Promise<void> | undefined;
+  #lastRound: RoundResult | undefined;
 
-  constructor(options: { store: TenantStore; wal: Wal; adopter: WalAdopter; log: Logger; intervalMs: number; phase: number }) {
-    this.#store = options.store;
+  constructor(options: PersisterOptions) {
     this.#wal = options.wal;
+    this.#pending = options.pending;
+    this.#store = options.store;
     this.#adopter = options.adopter;
     this.#log = options.log;
     this.#intervalMs = options.intervalMs;
     this.#phase = options.phase;
+  }
+
+  get lastRound(): RoundResult | undefined {
+    return this.#lastRound;
   }
 
   start(): void {
@@ -69,14 +110,43 @@ export class Persister {
     }, Math.max(delay, 1));
   }
 
+  /** Write-ahead log records holding every id acknowledged and not yet persisted. */
+  unpersistedRecords(): Buffer[] {
+    const all: IdMap = new Map();
+    for (const map of this.#inFlight) addIdMap(all, map);
+    const records = encodeIdMap(all, RECORD_BYTES).map((text) => Buffer.from(text, 'utf8'));
+    return [...this.#pending.toRecords(), ...records];
+  }
+
+  /**
+   * The write-ahead log was found deleted or moved: make a new one holding everything not
+   * yet persisted, then have the store write back what it lost. Calls while one attempt
+   * runs share it; a failed attempt is retried shortly.
+   */
+  recoverSoon(): Promise<void> {
+    this.#recovering ??= (async () => {
+      try {
+        await this.#wal.recover();
+        this.#log.warn(`the write-ahead log was lost (deleted or moved); a new one in ${this.#wal.folder} holds the ${this.#pending.ids} id(s) not yet persisted`);
+        await this.#store.repair();
+      } catch (err) {
+        this.#log.error(`cannot recreate the write-ahead log in ${this.#wal.folder}: ${describeDiskError(err)}; batches are refused until it can`, err);
+        setTimeout(() => { if (this.#closing === undefined) this.recoverSoon().catch(() => {}); }, RECOVER_RETRY_MS).unref();
+      } finally {
+        this.#recovering = undefined;
+      }
+    })();
+    return this.#recovering;
+  }
+
   /** Runs a round now (after the one under way, if any); calls while one waits share it. */
-  persistNow(): Promise<RoundResult> {
+  persistNow(stopBy?: number): Promise<RoundResult> {
     if (this.#queued !== undefined) return this.#queued;
     const previous = this.#running ?? Promise.resolve();
-    const next = previous.catch(() => {}).then(() => {
+    const next = previous.catch(() => undefined).then(() => {
       this.#queued = undefined;
       this.#running = next;
-      return this.#round();
+      return this.#round(stopBy);
     }).finally(() => {
       if (this.#running === next) this.#running = undefined;
     });
@@ -84,61 +154,136 @@ export class Persister {
     return next;
   }
 
-  async #round(): Promise<RoundResult> {
+  /**
+   * Persists these tenants' pending ids now; with `visible`, resolves once every worker
+   * counts them (including ids a round under way has taken). Resolves with the tenants
+   * that could not be persisted.
+   */
+  async flush(tenants: Iterable<string>, options: { visible: boolean }): Promise<Set<string>> {
+    const wanted = new Set(tenants);
+    const taken = this.#pending.takeTenants(wanted);
+    const round = this.#roundPersist;
+    this.#inFlight.add(taken);
+    const work = (async () => {
+      const failed = await this.#store.persist(taken, { visible: options.visible });
+      this.#relog(failed);
+      const result = new Set(failed.keys());
+      if (options.visible && round !== undefined) {
+        const roundFailed = await round.catch(() => new Map<string, string[]>());
+        for (const tenant of roundFailed.keys()) if (wanted.has(tenant)) result.add(tenant);
+      }
+      return result;
+    })();
+    this.#flushes.add(work);
+    try {
+      return await work;
+    } finally {
+      this.#flushes.delete(work);
+      this.#inFlight.delete(taken);
+    }
+  }
+
+  /** Like flush, but requests of one turn of the event loop go out together (ids handed over by several workers at once). */
+  flushSoon(tenants: Iterable<string>, options: { visible: boolean }): Promise<Set<string>> {
+    const wanted = [...tenants];
+    if (this.#soon === undefined) {
+      const soon = { tenants: new Set<string>(), visible: false, done: undefined as unknown as Promise<Set<string>> };
+      soon.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.#soon = undefined;
+        return this.flush(soon.tenants, { visible: soon.visible });
+      });
+      this.#soon = soon;
+    }
+    const soon = this.#soon;
+    for (const tenant of wanted) soon.tenants.add(tenant);
+    soon.visible ||= options.visible;
+    return soon.done.then((failed) => new Set(wanted.filter((tenant) => failed.has(tenant))));
+  }
+
+  /** Puts ids that could not be persisted back into pending, and into the log again (their old segment is about to be deleted). */
+  #relog(map: IdMap): void {
+    if (map.size === 0) return;
+    this.#pending.addMap(map);
+    const work = (async () => {
+      for (const text of encodeIdMap(map, RECORD_BYTES)) await this.#wal.append(Buffer.from(text, 'utf8'), () => {});
+    })().catch((err: unknown) => {
+      this.#relogFailures++;
+      this.#log.error(`could not re-log ${idCount(map)} unpersisted id(s): ${describeDiskError(err)}; the old log segments are kept`, err);
+    });
+    this.#relogs.add(work);
+    void work.finally(() => this.#relogs.delete(work));
+  }
+
+  async #round(stopBy: number | undefined): Promise<RoundResult> {
     const started = performance.now();
+    if (this.#wal.lost) await this.recoverSoon();
     let sealed: number | undefined;
     try {
       sealed = await this.#wal.rotate();
     } catch (err) {
       this.#log.error(`cannot start a new write-ahead log segment: ${describeDiskError(err)}; the log is kept until a round succeeds`, err);
     }
-    await this.#store.ensureFolder().catch(() => {}); // a failure shows in the persists below
-    const adoptions = await this.#adopter.adopt(this.#store);
-    const tenants = this.#store.dirtyTenants();
-    const results = await mapSettledLimit(tenants, PARALLEL_TENANTS, (tenant) => this.#store.persist(tenant));
-    let ids = 0;
-    const failures: { tenant: string; reason: unknown }[] = [];
-    results.forEach((result, i) => {
-      if (result.status === 'fulfilled') ids += result.value;
-      else failures.push({ tenant: tenants[i]!, reason: result.reason });
-    });
-    let synced = true;
+    const relogFailuresBefore = this.#relogFailures;
+    const flushesBefore = [...this.#flushes];
+    const snapshot = this.#pending.take();
+    this.#inFlight.add(snapshot);
     try {
-      await this.#store.syncWritten();
-    } catch (err) {
-      synced = false;
-      this.#log.error(`could not fsync the tenant files: ${describeDiskError(err)}. The write-ahead log keeps their ids; retrying next round.`, err);
-    }
-    const ok = failures.length === 0 && synced;
-    if (ok) {
+      const adoptions = await this.#adopter.adopt();
+      for (const adoption of adoptions) addIdMap(snapshot, adoption.ids);
+      const persisting = this.#store.persist(snapshot, { stopBy });
+      this.#roundPersist = persisting;
+      let failed: IdMap;
       try {
-        if (sealed !== undefined) await this.#wal.dropThrough(sealed);
-      } catch (err) {
-        this.#log.warn(`could not delete persisted write-ahead log segments (harmless: they are replayed idempotently): ${describeDiskError(err)}`);
+        failed = await persisting;
+      } finally {
+        if (this.#roundPersist === persisting) this.#roundPersist = undefined;
       }
-    } else if (failures.length > 0) {
-      const first = failures[0]!;
-      this.#log.error(
-        `could not persist ${failures.length} of ${tenants.length} tenant(s) (first: ${JSON.stringify(first.tenant)}): ${describeDiskError(first.reason)}. ` +
-          'Their ids stay pending and in the write-ahead log; retrying next round.',
-        first.reason,
-      );
+      this.#relog(failed);
+      await Promise.allSettled(flushesBefore);
+      await Promise.allSettled([...this.#relogs]);
+      let checkpointed = true;
+      try {
+        await this.#store.checkpoint();
+      } catch (err) {
+        checkpointed = false;
+        this.#log.error(`could not fsync what was persisted: ${describeDiskError(err)}. The write-ahead log keeps it; retrying next round.`, err);
+      }
+      const safe = checkpointed && this.#relogFailures === relogFailuresBefore;
+      if (safe && sealed !== undefined) {
+        try {
+          await this.#wal.dropThrough(sealed);
+        } catch (err) {
+          this.#log.warn(`could not delete persisted write-ahead log segments (harmless: they are replayed idempotently): ${describeDiskError(err)}`);
+        }
+      }
+      for (const adoption of adoptions) {
+        await adoption.finish(safe).catch((err: unknown) => this.#log.warn(`could not clean up the adopted log of ${adoption.workerId}: ${describeDiskError(err)}`));
+      }
+      const ids = idCount(snapshot);
+      const ms = performance.now() - started;
+      const result: RoundResult = { at: Date.now(), tenants: snapshot.size, ids, failedTenants: failed.size, ok: safe && sealed !== undefined, adopted: adoptions.length, ms };
+      if (ids > 0 || adoptions.length > 0) {
+        this.#log.info(`persisted ${ids - idCount(failed)} id(s) of ${snapshot.size - failed.size} tenant(s) in ${ms.toFixed(1)} ms${failed.size > 0 ? `; ${failed.size} tenant(s) failed and stay pending` : ''}`);
+      }
+      this.#lastRound = result;
+      return result;
+    } finally {
+      this.#inFlight.delete(snapshot);
     }
-    for (const adoption of adoptions) {
-      await adoption.finish(ok).catch((err: unknown) => this.#log.warn(`could not clean up the adopted log of ${adoption.workerId}: ${describeDiskError(err)}`));
-    }
-    const ms = performance.now() - started;
-    if (ids > 0 || adoptions.length > 0) {
-      this.#log.info(`persisted ${ids} id(s) of ${tenants.length - failures.length} tenant(s) in ${ms.toFixed(1)} ms`);
-    }
-    return { tenants: tenants.length, ids, failed: failures.length, ok, adopted: adoptions.length, ms };
   }
 
-  /** Stops the timer and runs a last round; a second call returns the same promise. */
-  close(): Promise<RoundResult> {
+  /**
+   * Stops the timer and runs a last round; `stopBy` (epoch ms) bounds it so a stopping
+   * worker never overstays: what is not persisted by then stays in the write-ahead log,
+   * and no lock is left held. A second call returns the same promise.
+   */
+  close(stopBy?: number): Promise<RoundResult> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#closing ??= this.persistNow();
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#flushes]);
+      return this.persistNow(stopBy);
+    })();
     return this.#closing;
   }
 }

@@ -5,21 +5,29 @@ import type { Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import { SECRET_HEADER, checkJsonContentType, readBody, sendError, sendJson } from '../shared/http.js';
 import { addItemRoutes, closeServer, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
-import { checkTenant, parseBatch } from '../shared/items.js';
+import { checkTenant, parseBatch, parseJsonBody } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
 import { describeDiskError } from './disk-error.js';
-import type { TenantStore } from './tenant-store.js';
-import type { Wal } from './wal.js';
+import type { Pending } from './pending.js';
+import type { Persister } from './persister.js';
+import { HANDOFF_PATH } from './store/handoff.js';
+import { decodeIdMap } from './store/id-map.js';
+import type { Store } from './store/store.js';
+import { WalLostError, asRecord, type Wal } from './wal.js';
 
 export interface WorkerServerOptions {
   readonly workerId: string;
   readonly config: () => Config;
-  readonly store: TenantStore;
+  readonly pending: Pending;
+  readonly store: Store;
   readonly wal: Wal;
+  readonly persister: Persister;
   readonly log: Logger;
   readonly secret: string;
+  /** What `GET /` adds about the worker's state. */
+  readonly status: () => Record<string, unknown>;
   /** Persist everything and prepare to exit; the answer to /kill waits for it. */
-  readonly onKill: () => Promise<{ persisted: number }>;
+  readonly onKill: () => Promise<{ persisted: boolean; pending: number }>;
   /** The /kill answer went out: now exit. */
   readonly onKilled: () => void;
 }
@@ -27,7 +35,7 @@ export interface WorkerServerOptions {
 export interface WorkerServer {
   readonly server: http.Server;
   listen(port: number, host: string): Promise<void>;
-  /** From now on answer 503 + Connection: close. */
+  /** From now on answer client requests 503 + Connection: close (hand-overs from other workers are still taken). */
   beginShutdown(): void;
   /** Stop listening and wait (bounded) for requests under way. */
   close(): Promise<void>;
@@ -35,9 +43,14 @@ export interface WorkerServer {
 
 /** Requests under way get this long after shutdown began (they wait on the write-ahead log). */
 const CLOSE_GRACE_MS = 5_000;
+/** Largest hand-over from another worker (they send at most 1 MiB; this leaves room). */
+const MAX_HANDOFF_BYTES = 64 * 1024 * 1024;
+/** Most tenants one flush request may name. */
+const MAX_FLUSH_TENANTS = 10_000;
+export const FLUSH_PATH = '/internal/flush';
 
-/** Control calls need the secret the coordinator handed over IPC: 401 without it, 403 when wrong. */
-function checkSecret(req: Request, secret: string): void {
+/** Control calls need the secret the coordinator handed over: 401 without it, 403 when wrong. */
+function checkSecret(req: http.IncomingMessage, secret: string): void {
   const given = req.headers[SECRET_HEADER];
   if (typeof given !== 'string' || given === '') throw new AppError('unauthorized');
   const a = Buffer.from(given);
@@ -46,25 +59,34 @@ function checkSecret(req: Request, secret: string): void {
 }
 
 /**
- * The worker's HTTP API: validate → store in memory → log durably → acknowledge.
- * Counts are answered from memory after a cheap catch-up on the tenant file; `/kill` is
- * the coordinator's graceful stop. The hot routes skip express, as on the coordinator.
+ * The worker's HTTP API. A batch: validate → append its raw JSON to the write-ahead log
+ * (group commit) → its ids become pending → 200. A count: the store's count (every worker
+ * answers the same once ids are persisted). Control routes, for the coordinator and the
+ * other workers only: `/kill` (persist, answer, exit), the hand-over of ids to the worker
+ * that writes their tenants' files, and a flush (what a strong read asks every worker).
  */
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
-  const { store, wal, log, config } = options;
+  const { wal, pending, store, persister, log, config } = options;
   let shuttingDown = false;
+
+  function storageError(err: unknown): AppError {
+    if (err instanceof WalLostError) persister.recoverSoon().catch(() => {});
+    return new AppError('storage_unavailable', `The worker could not write the batch to its log (${describeDiskError(err)}); nothing was stored. Try again shortly.`, { cause: err });
+  }
 
   async function ingest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       checkJsonContentType(req);
       const current = config();
-      const items = parseBatch(await readBody(req, current.max_body_bytes), current);
-      const fresh = store.unseen(items);
-      try {
-        // Counted only once durable: a batch the log refuses leaves no trace.
-        await wal.append(fresh, () => store.addPairs(fresh));
-      } catch (err) {
-        throw new AppError('storage_unavailable', `The worker could not write the batch to its log (${describeDiskError(err)}); nothing was stored. Try again shortly.`, { cause: err });
+      const body = await readBody(req, current.max_body_bytes);
+      const items = parseBatch(body, current);
+      if (items.length > 0) {
+        try {
+          // Pending only once durable: a batch the log refuses leaves no trace.
+          await wal.append(asRecord(body), () => pending.addItems(items));
+        } catch (err) {
+          throw storageError(err);
+        }
       }
       sendJson(res, 200, { accepted: items.length });
     } catch (err) {
@@ -75,18 +97,70 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   async function count(res: http.ServerResponse, route: Exclude<HotRoute, { kind: 'ingest' }>): Promise<void> {
     try {
       const tenant = checkTenant(tenantOf(route), config().max_tenant_length);
-      sendJson(res, 200, { count: await store.count(tenant) });
+      let n: number;
+      try {
+        n = await store.count(tenant);
+      } catch (err) {
+        throw new AppError('storage_unavailable', `The tenant's count cannot be read (${describeDiskError(err)}).`, { cause: err });
+      }
+      sendJson(res, 200, { count: n });
     } catch (err) {
       sendError(res, err, log, 'GET count');
+    }
+  }
+
+  /** Ids from another worker, for tenants this one writes: log them, answer, merge them at once. */
+  async function handoff(req: Request, res: Response): Promise<void> {
+    try {
+      checkSecret(req, options.secret);
+      const body = await readBody(req, MAX_HANDOFF_BYTES);
+      let map;
+      try {
+        map = decodeIdMap(parseJsonBody(body));
+      } catch (err) {
+        throw err instanceof AppError ? err : new AppError('invalid_batch', `A hand-over must be an object of tenant → array of ids: ${(err as Error).message}.`);
+      }
+      try {
+        await wal.append(asRecord(body), () => pending.addMap(map));
+      } catch (err) {
+        throw storageError(err);
+      }
+      const visible = new URL(req.originalUrl, 'http://worker').searchParams.get('wait') === 'visible';
+      const merged = persister.flushSoon(map.keys(), { visible });
+      // Durable here now; the sender may forget them. A strong read waits for the merge too.
+      const failed = visible ? [...(await merged)] : [];
+      if (!visible) merged.catch(() => {});
+      sendJson(res, 200, { failed });
+    } catch (err) {
+      sendError(res, err, log, `POST ${HANDOFF_PATH}`);
+    }
+  }
+
+  /** A strong read: persist these tenants' pending ids and wait until every worker counts them. */
+  async function flush(req: Request, res: Response): Promise<void> {
+    try {
+      checkSecret(req, options.secret);
+      const value = parseJsonBody(await readBody(req, config().max_body_bytes)) as { tenants?: unknown };
+      const tenants = value?.tenants;
+      if (!Array.isArray(tenants) || tenants.length > MAX_FLUSH_TENANTS || !tenants.every((t) => typeof t === 'string')) {
+        throw new AppError('invalid_batch', `A flush names its tenants: {"tenants": [...]}, at most ${MAX_FLUSH_TENANTS}.`);
+      }
+      const failed = await persister.flush(tenants as string[], { visible: true });
+      if (failed.size > 0) {
+        throw new AppError('storage_unavailable', `${failed.size} tenant(s) could not be persisted now (see the worker's log); their ids are safe in its write-ahead log.`);
+      }
+      sendJson(res, 200, { flushed: tenants.length });
+    } catch (err) {
+      sendError(res, err, log, `POST ${FLUSH_PATH}`);
     }
   }
 
   async function kill(req: Request, res: Response): Promise<void> {
     try {
       checkSecret(req, options.secret);
-      const { persisted } = await options.onKill();
+      const result = await options.onKill();
       res.once('close', options.onKilled);
-      sendJson(res, 200, { status: 'stopping', persisted }, { connection: 'close' });
+      sendJson(res, 200, { status: 'stopping', ...result }, { connection: 'close' });
     } catch (err) {
       sendError(res, err, log, `${req.method} /kill`);
     }
@@ -94,12 +168,13 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
 
   const app = createApp(log, (routes, notAllowed) => {
     routes.use((req: Request, res: Response, next: NextFunction) => {
-      if (shuttingDown && req.path !== '/kill') sendError(res, new AppError('shutting_down'), log, `${req.method} ${req.path}`);
+      // While stopping, other workers may still hand over ids: this worker takes them until it exits.
+      if (shuttingDown && req.path !== '/kill' && req.path !== HANDOFF_PATH) sendError(res, new AppError('shutting_down'), log, `${req.method} ${req.path}`);
       else next();
     });
     routes.route('/')
       .get((_req: Request, res: Response) => {
-        sendJson(res, 200, { status: 'ok', worker: options.workerId, tenants: store.tenantCount(), pending: store.pendingIds(), durability: config().durability });
+        sendJson(res, 200, { status: 'ok', worker: options.workerId, durability: config().durability, ...options.status() });
       })
       .all(notAllowed('GET, HEAD'));
     addItemRoutes(routes, notAllowed, { ingest, count });
@@ -107,6 +182,8 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       .get(kill)
       .post(kill)
       .all(notAllowed('GET, HEAD, POST'));
+    routes.route(HANDOFF_PATH).post(handoff).all(notAllowed('POST'));
+    routes.route(FLUSH_PATH).post(flush).all(notAllowed('POST'));
   });
 
   const unexpected = (err: unknown): void => {

@@ -1,25 +1,40 @@
-import { mkdir, open, readFile, readdir, rm, type FileHandle } from 'node:fs/promises';
+import { constants, fstatSync, statSync } from 'node:fs';
+import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Durability } from '../shared/config.js';
 import { syncToDisk } from './fsync.js';
+import { DATA_DIR_MODE, DATA_FILE_MODE } from '../shared/data-modes.js';
 
 /**
- * The worker's write-ahead log: why a 200 survives a SIGKILL. Every batch's new pairs
- * are appended as one JSON line before the batch is acknowledged. Group commit: while
- * one write (+ fdatasync) is on its way, the batches that arrive wait together and go
- * out as the next single write, so one fsync covers them all.
+ * The worker's write-ahead log: why a 200 survives a SIGKILL. Every acknowledged batch
+ * is one record — the batch's JSON text as the client sent it (`[...]`), or a map of
+ * tenant → ids (`{...}`) handed over by another worker or re-logged after a failed
+ * persist — on one line, written before the answer. Group commit: while one write (+
+ * fdatasync) is on its way, the records that arrive wait together and go out as the
+ * next single write, so one fsync covers them all.
  *
- * The log is cut into numbered segments. A persist round first `rotate()`s: from then
- * on new batches go to a fresh segment, and every pair of the sealed ones is already in
- * memory as pending. Once the round has put every pending id into the tenant files, the
- * sealed segments are deleted (`dropThrough`). A crash anywhere leaves segments behind,
- * and the worker (or, if it never comes back, another worker) replays them.
+ * The log is cut into numbered segments. A persist round first `rotate()`s: new records
+ * go to a fresh segment, and every record of the sealed ones is already applied in
+ * memory. Once the round has made all of it durable elsewhere, the sealed segments are
+ * deleted (`dropThrough`). A crash anywhere leaves segments behind; the worker (or, if it
+ * never comes back, another worker) replays them.
+ *
+ * A record is acknowledged only while its segment is still reachable by its path: after
+ * each write the file is checked (it was not deleted, renamed, or its folder removed).
+ * When it is not, the log is *lost*: every append fails (the client gets 503) until
+ * `recover` has made a new segment holding everything not yet persisted.
  */
 
 const SEGMENT = /^(\d{12})\.log$/;
 
-function segmentName(seq: number): string {
+export function segmentName(seq: number): string {
   return `${String(seq).padStart(12, '0')}.log`;
+}
+
+/** The log's segment file is gone from its path: what was written there no longer counts. */
+export class WalLostError extends Error {
+  override name = 'WalLostError';
+  readonly code = 'EWALLOST';
 }
 
 interface Deferred {
@@ -38,13 +53,26 @@ function deferred(): Deferred {
 }
 
 interface Group {
-  lines: string[];
+  records: Buffer[];
+  bytes: number;
   /** Run once the group is durable, before anything else happens (see `append`). */
   applies: (() => void)[];
   done: Deferred;
 }
 
-/** Segment files of a log folder, oldest first. */
+const NEWLINE = 0x0a;
+const NEWLINE_BUFFER = Buffer.from('\n');
+
+/** A record must be one line: newlines between JSON tokens become spaces (JSON strings cannot hold a raw newline). */
+export function asRecord(json: Buffer | string): Buffer {
+  const bytes = typeof json === 'string' ? Buffer.from(json, 'utf8') : json;
+  if (bytes.indexOf(NEWLINE) === -1) return bytes;
+  const copy = Buffer.from(bytes);
+  for (let i = copy.indexOf(NEWLINE); i !== -1; i = copy.indexOf(NEWLINE, i + 1)) copy[i] = 0x20;
+  return copy;
+}
+
+/** Segment numbers of a log folder, oldest first. */
 export async function listSegments(folder: string): Promise<number[]> {
   let names: string[];
   try {
@@ -59,44 +87,39 @@ export async function listSegments(folder: string): Promise<number[]> {
   }).sort((a, b) => a - b);
 }
 
-/**
- * Reads every complete record of the given segments: flattened [tenant, id, ...] pairs.
- * A torn last line (the writer died mid-write, so it was never acknowledged) is skipped.
- */
-export async function readSegments(folder: string, seqs: readonly number[]): Promise<{ pairs: string[]; badLines: number }> {
-  const pairs: string[] = [];
-  let badLines = 0;
-  for (const seq of seqs) {
-    const text = await readFile(path.join(folder, segmentName(seq)), 'utf8');
-    for (const line of text.split('\n')) {
-      if (line === '') continue;
-      try {
-        const record: unknown = JSON.parse(line);
-        if (!Array.isArray(record)) throw new Error('not an array');
-        for (let i = 0; i + 1 < record.length; i += 2) {
-          if (typeof record[i] === 'string' && typeof record[i + 1] === 'string') pairs.push(record[i], record[i + 1]);
-        }
-      } catch {
-        badLines++;
-      }
-    }
-  }
-  return { pairs, badLines };
-}
-
-/** Deletes the segments numbered up to `seq`. */
+/** Deletes the given segments. */
 export async function dropSegments(folder: string, seqs: readonly number[]): Promise<void> {
   for (const seq of seqs) await rm(path.join(folder, segmentName(seq)), { force: true });
 }
 
+export interface WalOptions {
+  readonly durability: Durability;
+  /**
+   * The records that hold everything this worker acknowledged and has not persisted yet,
+   * for `recover` to write into a new segment once the old ones are lost.
+   */
+  readonly unpersisted: () => Buffer[];
+}
+
+/** What `status()` tells. */
+export interface WalStatus {
+  readonly segment: number;
+  /** Bytes written to the current segment. */
+  readonly bytes: number;
+  readonly lost: boolean;
+}
+
 export class Wal {
   readonly #folder: string;
+  readonly #unpersisted: () => Buffer[];
   #durability: Durability;
   #seq: number;
   #handle: FileHandle | undefined;
-  /** Batches waiting for the next write. */
+  /** Inode of the current segment, to tell whether its path still leads to it. */
+  #ino = 0;
+  /** Records waiting for the next write. */
   #open: Group | undefined;
-  /** The batch group being written now. */
+  /** The group being written now. */
   #writing: Group | undefined;
   #rotations: Deferred[] = [];
   #rotationResult = -1;
@@ -108,53 +131,90 @@ export class Wal {
   #closed = false;
   /** Bytes written to the current segment: an empty one needs no rotation. */
   #segmentBytes = 0;
+  /** Set when the segment's path stopped leading to it; appends fail until recover() succeeds. */
+  #lost: WalLostError | undefined;
 
-  private constructor(folder: string, durability: Durability, seq: number) {
+  private constructor(folder: string, options: WalOptions, seq: number) {
     this.#folder = folder;
-    this.#durability = durability;
+    this.#durability = options.durability;
+    this.#unpersisted = options.unpersisted;
     this.#seq = seq;
   }
 
   /**
    * Opens the log in `folder`, after the segments already there (the caller replays
-   * those with `readSegments`, then drops them once persisted).
+   * those, then drops them once persisted).
    */
-  static async open(folder: string, durability: Durability): Promise<Wal> {
-    await mkdir(folder, { recursive: true });
+  static async open(folder: string, options: WalOptions): Promise<Wal> {
+    await mkdir(folder, { recursive: true, mode: DATA_DIR_MODE });
     const existing = await listSegments(folder);
-    const wal = new Wal(folder, durability, (existing.at(-1) ?? 0) + 1);
+    const wal = new Wal(folder, options, (existing.at(-1) ?? 0) + 1);
     await wal.#openSegment();
     return wal;
+  }
+
+  get folder(): string {
+    return this.#folder;
   }
 
   setDurability(durability: Durability): void {
     this.#durability = durability;
   }
 
+  /** True while the log is lost (see the class comment). */
+  get lost(): boolean {
+    return this.#lost !== undefined;
+  }
+
+  status(): WalStatus {
+    return { segment: this.#seq, bytes: this.#segmentBytes, lost: this.#lost !== undefined };
+  }
+
   async #openSegment(): Promise<void> {
-    const handle = await open(path.join(this.#folder, segmentName(this.#seq)), 'a');
-    if (this.#durability === 'fsync') await syncToDisk(this.#folder, 'folder');
+    // O_NOFOLLOW: a segment path replaced by a symlink is an error, never followed.
+    const handle = await open(path.join(this.#folder, segmentName(this.#seq)), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, DATA_FILE_MODE);
+    try {
+      if (this.#durability === 'fsync') await syncToDisk(this.#folder, 'folder');
+      this.#ino = fstatSync(handle.fd).ino;
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw err;
+    }
     this.#handle = handle;
   }
 
+  /** Whether the current segment's path still leads to the file we write (not deleted, renamed, or its folder gone). */
+  #reachable(): boolean {
+    const handle = this.#handle;
+    if (handle === undefined) return false;
+    try {
+      if (fstatSync(handle.fd).nlink === 0) return false;
+      const info = statSync(path.join(this.#folder, segmentName(this.#seq)), { throwIfNoEntry: false });
+      return info !== undefined && info.ino === this.#ino;
+    } catch {
+      return false; // ENOTDIR (the folder replaced by a file), EACCES...: not where we left it
+    }
+  }
+
   /**
-   * Logs one batch's new pairs, then calls `apply` (which counts them) and resolves, once
-   * they are durable as `durability` says: after fdatasync (`fsync`), after write
-   * (`write`: survives a killed process, not a power cut), or at once (`off`: like the
-   * original, a crash loses the batch). `apply` runs inside the write loop, before a
-   * rotation can seal the segment, so every pair of a sealed segment is already pending
-   * in memory when the persist round that deletes the segment takes its snapshot. If the
-   * write fails, `apply` never runs and the promise rejects: nothing of the batch counts.
+   * Logs one record, then calls `apply` (which makes its ids pending or merges them) and
+   * resolves, once it is durable as `durability` says: after fdatasync (`fsync`), after
+   * write (`write`: survives a killed process, not a power cut), or at once (`off`: like the
+   * original, a crash loses it). `apply` runs inside the write loop, before a rotation can
+   * seal the segment, so every record of a sealed segment is applied in memory when the
+   * persist round that deletes the segment starts. If the write fails (or the segment
+   * turns out unreachable), `apply` never runs and the promise rejects: nothing counts.
    */
-  append(pairs: readonly string[], apply: () => void): Promise<void> {
-    if (this.#durability === 'off' || pairs.length === 0) {
-      // Nothing new to log (every pair is counted, so already durable), or no log at all.
+  append(record: Buffer, apply: () => void): Promise<void> {
+    if (this.#durability === 'off') {
       apply();
       return Promise.resolve();
     }
     if (this.#closed) return Promise.reject(new Error('the write-ahead log is closed'));
-    this.#open ??= { lines: [], applies: [], done: deferred() };
-    this.#open.lines.push(JSON.stringify(pairs));
+    if (this.#lost !== undefined) return Promise.reject(this.#lost);
+    this.#open ??= { records: [], bytes: 0, applies: [], done: deferred() };
+    this.#open.records.push(record, NEWLINE_BUFFER);
+    this.#open.bytes += record.length + 1;
     this.#open.applies.push(apply);
     const { promise } = this.#open.done;
     this.#drive();
@@ -173,10 +233,40 @@ export class Wal {
     return waiter.promise.then(() => this.#rotationResult);
   }
 
-  /** Deletes every segment up to and including `seq` (its pairs are in the tenant files now). */
+  /** Deletes every segment up to and including `seq` (what they hold is persisted now). */
   async dropThrough(seq: number): Promise<void> {
     const seqs = (await listSegments(this.#folder)).filter((s) => s <= seq && s !== this.#seq);
     await dropSegments(this.#folder, seqs);
+  }
+
+  /**
+   * After the log was lost: recreates the folder, opens a new segment and writes into it
+   * everything acknowledged and not yet persisted (`unpersisted`), durably. Appends work
+   * again once it resolves. Throws (and the log stays lost) while the disk refuses.
+   */
+  async recover(): Promise<void> {
+    if (this.#lost === undefined || this.#closed) return;
+    await this.#loopDone;
+    await mkdir(this.#folder, { recursive: true, mode: DATA_DIR_MODE });
+    const old = this.#handle;
+    this.#handle = undefined;
+    await old?.close().catch(() => {});
+    this.#seq = Math.max(this.#seq, ...(await listSegments(this.#folder))) + 1;
+    await this.#openSegment();
+    const records = this.#unpersisted();
+    const handle = this.#handle as FileHandle | undefined;
+    if (handle === undefined) throw new Error('the write-ahead log could not be reopened');
+    if (records.length > 0) {
+      const text = Buffer.concat(records.flatMap((record) => [record, NEWLINE_BUFFER]));
+      await handle.appendFile(text);
+      this.#segmentBytes = text.length;
+      if (this.#durability === 'fsync') await handle.datasync();
+    } else {
+      this.#segmentBytes = 0;
+    }
+    if (!this.#reachable()) throw new WalLostError(`the write-ahead log segment ${path.join(this.#folder, segmentName(this.#seq))} vanished again while it was being recreated`);
+    this.#tornTail = false;
+    this.#lost = undefined;
   }
 
   /** Closes the current segment; appends are refused from now on. */
@@ -200,11 +290,13 @@ export class Wal {
         const sealed = this.#seq;
         const old = this.#handle;
         try {
+          if (this.#lost !== undefined) throw this.#lost;
           this.#seq = sealed + 1;
           await this.#openSegment();
         } catch (err) {
           // Keep writing to the old segment; the round will not drop anything.
           this.#seq = sealed;
+          this.#handle = old;
           for (const waiter of waiters) waiter.reject(err);
           continue;
         }
@@ -222,14 +314,20 @@ export class Wal {
       this.#open = undefined;
       this.#writing = group;
       try {
+        if (this.#lost !== undefined) throw this.#lost;
         const handle = this.#handle;
         if (handle === undefined) throw new Error('the write-ahead log is closed');
-        const text = `${this.#tornTail ? '\n' : ''}${group.lines.join('\n')}\n`;
+        const parts = this.#tornTail ? [NEWLINE_BUFFER, ...group.records] : group.records;
+        const text = Buffer.concat(parts, group.bytes + (this.#tornTail ? 1 : 0));
         this.#tornTail = true;
         this.#segmentBytes += text.length;
         await handle.appendFile(text);
         this.#tornTail = false;
         if (this.#durability === 'fsync') await handle.datasync();
+        if (!this.#reachable()) {
+          this.#lost = new WalLostError(`the write-ahead log segment ${path.join(this.#folder, segmentName(this.#seq))} was deleted or moved`);
+          throw this.#lost;
+        }
         for (const apply of group.applies) apply();
         group.done.resolve();
       } catch (err) {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Logger } from '../../shared/log.js';
-import { TenantStore } from '../../worker/tenant-store.js';
+import { FileStore } from '../../worker/store/files.js';
 import { removeDir, trackDir } from '../cleanup.js';
 import { startCluster, type Cluster } from '../cluster.js';
 import { countOf, getJson, postItems, type Answer } from '../http.js';
@@ -19,7 +19,7 @@ import { logSize, persistLinesAfter, type PersistLine } from '../worker-log.js';
  * straight to worker A; the figures are A's persist time of that round (from its log
  * line) and how soon after that line worker B, polled every ~1 ms from the moment of
  * posting, answers the new count. The same cost is also timed in-process with the real
- * TenantStore (two stores on one database folder standing for two workers).
+ * FileStore (two stores on one database folder standing for two workers).
  */
 const TENANT = 'big';
 const PERSIST_TARGET = { op: '<=' as const, value: 50 };
@@ -137,15 +137,20 @@ async function inProcess(ctx: Context, profile: Profile): Promise<{ rows: Row[];
   try {
     const database = path.join(dir, 'db');
     fs.mkdirSync(database);
-    const make = (name: string): TenantStore => new TenantStore({ database, log: new Logger(name), lockStaleMs: 5000, sync: () => true });
+    const make = (name: string): FileStore => new FileStore({
+      database, workerId: name, log: new Logger(name), secret: () => '', lockStaleMs: () => 5000, sync: () => true, handoffTimeoutMs: () => 5000,
+    });
     const writer = make('bench-a');
     const reader = make('bench-b');
-    // Flattened [tenant, id, ...] pairs, as a worker counts a batch once its log has it.
-    const pairs = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => [TENANT, `${prefix}${i}`]).flat();
+    const ids = (prefix: string, n: number): Map<string, string[]> => new Map([[TENANT, Array.from({ length: n }, (_, i) => `${prefix}${i}`)]]);
+    const persist = async (map: Map<string, string[]>): Promise<void> => {
+      const failed = await writer.persist(map);
+      if (failed.size > 0) throw new Error('in-process: the persist failed');
+      await writer.checkpoint();
+    };
 
-    writer.addPairs(pairs('old-', profile.bigIds));
     let started = performance.now();
-    await writer.persist(TENANT);
+    await persist(ids('old-', profile.bigIds));
     const initialPersistMs = performance.now() - started;
     started = performance.now();
     const firstCount = await reader.count(TENANT);
@@ -155,11 +160,9 @@ async function inProcess(ctx: Context, profile: Profile): Promise<{ rows: Row[];
     const persistMs: number[] = [];
     const countMs: number[] = [];
     for (let r = 0; r < profile.inProcessRepeats; r++) {
-      writer.addPairs(pairs(`new${r}-`, profile.bigNew));
       started = performance.now();
-      const written = await writer.persist(TENANT);
+      await persist(ids(`new${r}-`, profile.bigNew));
       persistMs.push(performance.now() - started);
-      if (written !== profile.bigNew) throw new Error(`in-process: persist wrote ${written} ids, expected ${profile.bigNew}`);
       started = performance.now();
       const count = await reader.count(TENANT);
       countMs.push(performance.now() - started);

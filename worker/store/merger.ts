@@ -1,0 +1,157 @@
+import { mkdirSync } from 'node:fs';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { DATA_DIR_MODE } from '../../shared/data-modes.js';
+import type { Lock } from '../../shared/locks.js';
+import type { Logger } from '../../shared/log.js';
+import { addIdMap, type IdMap } from './id-map.js';
+import { locksFolder, shardOf } from './shards.js';
+import type { TenantFiles } from './tenant-files.js';
+
+/** What a merge did: ids new to their files, and the tenants it could not write (with why). */
+export interface MergeOutcome {
+  readonly written: number;
+  readonly failed: Map<string, { readonly ids: string[]; readonly error: unknown }>;
+}
+
+export interface MergerOptions {
+  readonly files: TenantFiles;
+  readonly database: string;
+  /** Takes a shard's lock, waiting at most `maxWaitMs`. */
+  readonly lockShard: (shard: number, maxWaitMs: number | undefined) => Promise<Lock>;
+  readonly log: Logger;
+}
+
+interface Job {
+  readonly map: IdMap;
+  readonly stopBy: number | undefined;
+  readonly resolve: (outcome: MergeOutcome) => void;
+}
+
+/**
+ * The event loop is handed back after this long of merging, so counts and batches keep
+ * being answered while a round writes thousands of tenant files.
+ */
+export const SLICE_MS = 8;
+
+/** Gave up on a shard because the worker is stopping and its time is up; the ids stay in the write-ahead log. */
+export class DeadlineError extends Error {
+  override name = 'DeadlineError';
+}
+
+/**
+ * Writes ids into tenant files, one shard at a time under that shard's lock. Merges asked
+ * for while one runs wait and then go together (their ids joined per tenant), so a burst
+ * of hand-overs from other workers costs one pass over the shards, not one each.
+ */
+export class Merger {
+  readonly #options: MergerOptions;
+  #queue: Job[] = [];
+  #running: Promise<void> | undefined;
+
+  constructor(options: MergerOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Merges `map` into the tenant files; resolves (never rejects) once done. `stopBy`
+   * (epoch ms) is when a stopping worker must let go: shards not begun by then are
+   * reported failed with a DeadlineError.
+   */
+  merge(map: IdMap, stopBy?: number): Promise<MergeOutcome> {
+    if (map.size === 0) return Promise.resolve({ written: 0, failed: new Map() });
+    return new Promise((resolve) => {
+      this.#queue.push({ map, stopBy, resolve });
+      this.#running ??= this.#run();
+    });
+  }
+
+  /** Resolves once every merge asked for so far is done. */
+  async idle(): Promise<void> {
+    while (this.#running !== undefined) await this.#running;
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const jobs = this.#queue;
+        this.#queue = [];
+        const combined: IdMap = new Map();
+        let stopBy: number | undefined;
+        for (const job of jobs) {
+          addIdMap(combined, job.map);
+          if (job.stopBy !== undefined) stopBy = Math.min(stopBy ?? Infinity, job.stopBy);
+        }
+        const outcome = await this.#mergeAll(combined, stopBy);
+        for (const job of jobs) {
+          const failed = new Map<string, { ids: string[]; error: unknown }>();
+          for (const [tenant, ids] of job.map) {
+            const failure = outcome.failed.get(tenant);
+            if (failure !== undefined) failed.set(tenant, { ids, error: failure.error });
+          }
+          job.resolve({ written: outcome.written, failed });
+        }
+      }
+    } finally {
+      this.#running = undefined;
+    }
+  }
+
+  async #mergeAll(map: IdMap, stopBy: number | undefined): Promise<MergeOutcome> {
+    const { files, log } = this.#options;
+    const byShard = new Map<number, string[]>();
+    for (const tenant of map.keys()) {
+      const shard = shardOf(tenant);
+      const tenants = byShard.get(shard);
+      if (tenants === undefined) byShard.set(shard, [tenant]);
+      else tenants.push(tenant);
+    }
+    const failed = new Map<string, { ids: string[]; error: unknown }>();
+    let written = 0;
+    let sliceStart = performance.now();
+    for (const [shard, tenants] of byShard) {
+      const fail = (error: unknown): void => {
+        for (const tenant of tenants) failed.set(tenant, { ids: map.get(tenant)!, error });
+      };
+      const remaining = stopBy === undefined ? undefined : stopBy - Date.now();
+      if (remaining !== undefined && remaining <= 0) {
+        fail(new DeadlineError('the worker is stopping and its time to persist is up'));
+        continue;
+      }
+      let lock: Lock;
+      try {
+        lock = await this.#lock(shard, remaining);
+      } catch (err) {
+        fail(err);
+        continue;
+      }
+      try {
+        for (const tenant of tenants) {
+          try {
+            written += files.mergeLocked(tenant, map.get(tenant)!);
+          } catch (err) {
+            failed.set(tenant, { ids: map.get(tenant)!, error: err });
+          }
+        }
+        if (lock.compromised()) log.warn(`the lock of shard ${shard} was taken over while this worker appended; the files stay consistent (appends never overwrite)`);
+      } finally {
+        await lock.release();
+      }
+      if (performance.now() - sliceStart >= SLICE_MS) {
+        await yieldToEventLoop();
+        sliceStart = performance.now();
+      }
+    }
+    return { written, failed };
+  }
+
+  async #lock(shard: number, maxWaitMs: number | undefined): Promise<Lock> {
+    try {
+      return await this.#options.lockShard(shard, maxWaitMs);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // The lock folder (or the whole database) was deleted: make it again, once.
+      mkdirSync(locksFolder(this.#options.database), { recursive: true, mode: DATA_DIR_MODE });
+      return this.#options.lockShard(shard, maxWaitMs);
+    }
+  }
+}
