@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect, it } from 'vitest';
-import { tenantFilePath } from '../../shared/tenant-file.js';
+import { tenantFilePath } from '../../shared/tenant-file-name.js';
+import { locksFolder } from '../../worker/store/shards.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/persist-ids.mjs', import.meta.url));
 let dir: string | undefined;
@@ -33,13 +34,16 @@ it('8 worker processes persisting one tenant at the same moment lose nothing: th
 
   const lines = readFileSync(tenantFilePath(dir, 'shared-tenant'), 'utf8').split('\n');
   expect(lines.at(-1)).toBe(''); // ends with a complete line
-  const ids = lines.filter(Boolean).flatMap((line) => {
-    const value = JSON.parse(line); // every line is valid JSON: nothing half-written
-    return Array.isArray(value) ? value : [];
-  });
+  const ids: string[] = [];
+  for (const line of lines.filter(Boolean).slice(1)) {
+    const value: unknown[] = JSON.parse(line); // every line is valid JSON: nothing half-written
+    ids.push(...(value.slice(0, -1) as string[]));
+    // Each append ends with the tenant's distinct count after it: exact at every line.
+    expect(value.at(-1)).toBe(new Set(ids).size);
+  }
   const expected = 7 * 2500 + perProcess; // 22,500 distinct ids
   expect(new Set(ids).size).toBe(expected);
   // Each persist read what the others appended first, so no id was written twice.
   expect(ids).toHaveLength(expected);
-  expect(readdirSync(dir).filter((name) => name.endsWith('.lock'))).toEqual([]);
+  expect(readdirSync(locksFolder(dir))).toEqual([]);
 }, 60_000);

@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { tenantFilePath } from '../../shared/tenant-file.js';
+import { tenantFilePath } from '../../shared/tenant-file-name.js';
+import { parseTenantLines } from '../../worker/store/tenant-file-format.js';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 
 /**
@@ -42,14 +43,7 @@ const batch = (tenant: string, n: number) => Array.from({ length: n }, (_, i) =>
 function idsInFile(tenant: string): number {
   const file = tenantFilePath(db, tenant);
   if (!existsSync(file)) return 0;
-  return new Set(readFileSync(file, 'utf8').split('\n').flatMap((line) => {
-    try {
-      const value: unknown = JSON.parse(line);
-      return Array.isArray(value) ? value : [];
-    } catch {
-      return [];
-    }
-  })).size;
+  return new Set(parseTenantLines(readFileSync(file, 'utf8')).ids).size;
 }
 
 /** Writes a filler file until the file system answers ENOSPC. */

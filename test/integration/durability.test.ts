@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { tenantFilePath } from '../../shared/tenant-file.js';
+import { tenantFilePath } from '../../shared/tenant-file-name.js';
+import { shardLockTarget, shardOf } from '../../worker/store/shards.js';
+import { parseTenantLines } from '../../worker/store/tenant-file-format.js';
 import { isAlive, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { freePorts } from '../helpers/ports.js';
 
@@ -16,16 +18,8 @@ afterEach(async () => {
 });
 
 function idsInFile(file: string): Set<string> {
-  const ids = new Set<string>();
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    try {
-      const value: unknown = JSON.parse(line);
-      if (Array.isArray(value)) for (const id of value) ids.add(id);
-    } catch {
-      // A torn line: skipped by readers too.
-    }
-  }
-  return ids;
+  // Torn lines are skipped, as the workers skip them.
+  return new Set(parseTenantLines(readFileSync(file, 'utf8')).ids);
 }
 
 async function everyWorkerCounts(cluster: Cluster, tenant: string, expected: number, timeoutMs: number, urls = cluster.workerUrls): Promise<void> {
@@ -47,14 +41,15 @@ describe('durability', () => {
     const stale = 2;
     const cluster = await startCluster({ workers: 2, config: { worker_persist: 1, lock_stale: stale } });
     const file = tenantFilePath(path.join(cluster.dir, 'db'), 'contended');
+    const lock = shardLockTarget(path.join(cluster.dir, 'db'), shardOf('contended'));
     // A holder that died mid-append left a torn line, and its lock, behind.
     expect((await cluster.post(batch('contended', 10, 'before'))).status).toBe(200);
     await waitFor(() => existsSync(file) && idsInFile(file).size === 10, 5_000, 'the first ids to be persisted');
     appendFileSync(file, '["torn-by-the-cra');
-    const holder = spawn(process.execPath, [HOLD_LOCK, file, String(stale * 1000)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const holder = spawn(process.execPath, [HOLD_LOCK, lock, String(stale * 1000)], { stdio: ['ignore', 'pipe', 'inherit'] });
     cleanups.push(() => holder.kill('SIGKILL'));
     await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
-    expect(existsSync(`${file}.lock`)).toBe(true);
+    expect(existsSync(`${lock}.lock`)).toBe(true);
 
     expect((await cluster.post(batch('contended', 100, 'during'))).status).toBe(200);
     holder.kill('SIGKILL');
@@ -64,7 +59,7 @@ describe('durability', () => {
     console.log(`tenant writable again ${blocked.toFixed(2)} s after its lock holder was SIGKILLed (stale ${stale} s, persist 1 s)`);
     expect(blocked).toBeLessThan(stale + 1 + 3);
     await everyWorkerCounts(cluster, 'contended', 110, 5_000);
-    expect(existsSync(`${file}.lock`)).toBe(false);
+    expect(existsSync(`${lock}.lock`)).toBe(false);
   });
 
   it("a removed worker's write-ahead log is adopted by a live worker after a crash", async () => {
@@ -86,20 +81,25 @@ describe('durability', () => {
     expect(workerLog(cluster, a) + workerLog(cluster, b)).toMatch(/adopted the write-ahead log of worker-\d+/);
   });
 
-  it('a full disk is logged clearly, acknowledged items stay safe, and they are persisted once it is back', async () => {
+  it('a tenant file that is a symlink is never followed: refused clearly, its ids stay safe, persisted once it is a file again', async () => {
     const cluster = await startCluster({ workers: 2, config: { worker_persist: 1 } });
     const [a, b] = cluster.workerUrls as [string, string];
-    const file = tenantFilePath(path.join(cluster.dir, 'db'), 'full');
-    symlinkSync('/dev/full', file); // every write to the tenant file: ENOSPC
+    const file = tenantFilePath(path.join(cluster.dir, 'db'), 'linked');
+    const outside = path.join(cluster.dir, 'outside.json');
+    writeFileSync(outside, '');
+    symlinkSync(outside, file);
     cleanups.push(() => rmSync(file, { force: true }));
-    expect((await cluster.post(batch('full', 20), a)).status).toBe(200);
-    await waitFor(() => /the disk is full/.test(workerLog(cluster, a)), 5_000, 'the disk-full message in the log');
-    expect(await cluster.count('full', a)).toBe(20);
-    // The worker is killed while the disk is full: its items are in its write-ahead log.
+    expect((await cluster.post(batch('linked', 20), a)).status).toBe(200);
+    await waitFor(() => /linked.json is a symbolic link/.test(workerLog(cluster, a) + workerLog(cluster, b)), 5_000, 'the refusal in the log');
+    expect(readFileSync(outside, 'utf8')).toBe(''); // nothing written through the link
+    const counted = await cluster.request('/items/count?tenant=linked', {}, b);
+    expect(counted.status).toBe(503); // a count it cannot read is an error, never a made-up number
+    expect(counted.body.error.message).toMatch(/symbolic link/);
+    // The worker is killed meanwhile: its items are in its write-ahead log, and come back.
     const pid = (await cluster.status()).workers.find((w) => w.url === a)!.pid!;
     process.kill(pid, 'SIGKILL');
-    rmSync(file); // the disk is back
-    await everyWorkerCounts(cluster, 'full', 20, 15_000, [a, b]);
+    rmSync(file); // the operator moves the link away
+    await everyWorkerCounts(cluster, 'linked', 20, 15_000, [a, b]);
     expect(idsInFile(file).size).toBe(20);
   });
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, type ErrorCode } from '../../shared/errors.js';
-import { tenantFilePath } from '../../shared/tenant-file.js';
+import { tenantFilePath } from '../../shared/tenant-file-name.js';
 import { startCluster, stopAllClusters, type Cluster } from '../helpers/cluster.js';
 
 const LIMITS = { max_body_bytes: 65_536, max_batch_items: 100, max_id_length: 64, max_tenant_length: 64 };

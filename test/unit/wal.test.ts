@@ -1,42 +1,61 @@
-import { mkdtempSync, readdirSync, rmSync, symlinkSync, appendFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Wal, listSegments, readSegments } from '../../worker/wal.js';
+import { Pending } from '../../worker/pending.js';
+import { Wal, WalLostError, asRecord, listSegments, type WalOptions } from '../../worker/wal.js';
+import { applyRecord, replaySegments } from '../../worker/wal-records.js';
 
+let root: string;
 let dir: string;
 const noop = (): void => {};
+const batch = (tenant: string, ...ids: string[]): Buffer => asRecord(JSON.stringify(ids.map((id) => ({ id, tenant }))));
+const options = (durability: WalOptions['durability'], unpersisted: () => Buffer[] = () => []): WalOptions => ({ durability, unpersisted });
+
+/** Every (tenant, id) the log holds, as replay sees it. */
+async function replayed(): Promise<{ ids: Map<string, string[]>; badLines: number }> {
+  const pending = new Pending();
+  const { badLines } = await replaySegments(dir, await listSegments(dir), pending);
+  return { ids: pending.take(), badLines };
+}
+
 beforeEach(() => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'countapp-wal-'));
+  root = mkdtempSync(path.join(os.tmpdir(), 'countapp-wal-'));
+  dir = path.join(root, 'wal');
 });
 afterEach(() => {
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(root, { recursive: true, force: true });
 });
 
 describe('Wal', () => {
-  it('logs every batch of concurrent appends (group commit) and replays them', async () => {
-    const wal = await Wal.open(dir, 'fsync');
-    await Promise.all(Array.from({ length: 200 }, (_, i) => wal.append(['t', `id${i}`], noop)));
+  it('logs every record of concurrent appends (group commit) and replays them', async () => {
+    const wal = await Wal.open(dir, options('fsync'));
+    await Promise.all(Array.from({ length: 200 }, (_, i) => wal.append(batch('t', `id${i}`), noop)));
     await wal.close();
-    const { pairs, badLines } = await readSegments(dir, await listSegments(dir));
+    const { ids, badLines } = await replayed();
     expect(badLines).toBe(0);
-    expect(pairs).toHaveLength(400);
-    expect(new Set(pairs.filter((_, i) => i % 2 === 1)).size).toBe(200);
+    expect(new Set(ids.get('t')).size).toBe(200);
+  });
+
+  it('keeps a record on one line even when the client sent its JSON over several', async () => {
+    const wal = await Wal.open(dir, options('write'));
+    await wal.append(asRecord('[\n  {"id": "a",\n   "tenant": "t"}\n]'), noop);
+    await wal.close();
+    expect((await replayed()).ids).toEqual(new Map([['t', ['a']]]));
   });
 
   it('rotates: later appends go to a new segment; dropping the sealed ones keeps the new', async () => {
-    const wal = await Wal.open(dir, 'write');
-    await wal.append(['t', 'old'], noop);
+    const wal = await Wal.open(dir, options('write'));
+    await wal.append(batch('t', 'old'), noop);
     const sealed = await wal.rotate();
-    await wal.append(['t', 'new'], noop);
+    await wal.append(batch('t', 'new'), noop);
     await wal.dropThrough(sealed);
-    const { pairs } = await readSegments(dir, await listSegments(dir));
-    expect(pairs).toEqual(['t', 'new']);
+    expect((await replayed()).ids).toEqual(new Map([['t', ['new']]]));
     await wal.close();
   });
 
   it('does not rotate an empty segment', async () => {
-    const wal = await Wal.open(dir, 'fsync');
+    const wal = await Wal.open(dir, options('fsync'));
     await wal.rotate();
     await wal.rotate();
     expect(await listSegments(dir)).toHaveLength(1);
@@ -44,51 +63,80 @@ describe('Wal', () => {
   });
 
   it('opens after the segments a crashed run left, and skips a torn last record', async () => {
-    const first = await Wal.open(dir, 'fsync');
-    await first.append(['t', 'a'], noop);
+    const first = await Wal.open(dir, options('fsync'));
+    await first.append(batch('t', 'a'), noop);
     // No close(): the process "died". Its last record was cut mid-write.
-    appendFileSync(path.join(dir, readdirSync(dir)[0]!), '["t","b');
-    const second = await Wal.open(dir, 'fsync');
-    await second.append(['t', 'c'], noop);
-    const { pairs, badLines } = await readSegments(dir, await listSegments(dir));
-    expect(pairs).toEqual(['t', 'a', 't', 'c']);
+    appendFileSync(path.join(dir, readdirSync(dir)[0]!), '[{"id":"b","ten');
+    const second = await Wal.open(dir, options('fsync'));
+    await second.append(batch('t', 'c'), noop);
+    const { ids, badLines } = await replayed();
+    expect(ids).toEqual(new Map([['t', ['a', 'c']]]));
     expect(badLines).toBe(1);
     await second.close();
     await first.close();
   });
 
-  it('applies a batch only once it is written; a failed write applies nothing and the log goes on', async () => {
-    // The next segment is /dev/full: every write fails with ENOSPC, as on a full disk.
-    const wal = await Wal.open(dir, 'write');
+  it('refuses a segment path that is a symlink and goes on in the current segment', async () => {
+    const wal = await Wal.open(dir, options('write'));
     const applied: string[] = [];
-    await wal.append(['t', 'a'], () => applied.push('a'));
+    await wal.append(batch('t', 'a'), () => applied.push('a'));
     symlinkSync('/dev/full', path.join(dir, '000000000002.log'));
-    const sealed = await wal.rotate();
-    await expect(wal.append(['t', 'b'], () => applied.push('b'))).rejects.toMatchObject({ code: 'ENOSPC' });
-    expect(applied).toEqual(['a']);
-    // The disk is back (a new segment); the log goes on.
+    // A segment path that is a symlink is refused, never followed: the rotation fails, the log stays on segment 1.
+    await expect(wal.rotate()).rejects.toMatchObject({ code: 'ELOOP' });
+    await wal.append(batch('t', 'b'), () => applied.push('b'));
     rmSync(path.join(dir, '000000000002.log'));
-    await wal.rotate();
-    await wal.append(['t', 'c'], () => applied.push('c'));
-    expect(applied).toEqual(['a', 'c']);
-    await wal.dropThrough(sealed);
+    expect(applied).toEqual(['a', 'b']);
     await wal.close();
-    expect((await readSegments(dir, await listSegments(dir))).pairs).toEqual(['t', 'c']);
-  });
-
-  it('applies a batch with nothing new at once, without a write', async () => {
-    const wal = await Wal.open(dir, 'fsync');
-    let applied = false;
-    await wal.append([], () => { applied = true; });
-    expect(applied).toBe(true);
-    await wal.close();
-    expect((await readSegments(dir, await listSegments(dir))).pairs).toEqual([]);
+    expect((await replayed()).ids).toEqual(new Map([['t', ['a', 'b']]]));
   });
 
   it('acknowledges at once and writes nothing with durability off', async () => {
-    const wal = await Wal.open(dir, 'off');
-    await wal.append(['t', 'a'], noop);
+    const wal = await Wal.open(dir, options('off'));
+    let applied = false;
+    await wal.append(batch('t', 'a'), () => { applied = true; });
+    expect(applied).toBe(true);
     await wal.close();
-    expect((await readSegments(dir, await listSegments(dir))).pairs).toEqual([]);
+    expect((await replayed()).ids).toEqual(new Map());
+  });
+
+  it.each([
+    ['deleted', () => rmSync(dir, { recursive: true, force: true })],
+    ['moved away', () => renameSync(dir, `${dir}-moved`)],
+  ])('never acknowledges into a segment that was %s, and takes records again once recovered with everything unpersisted', async (_what, damage) => {
+    const unpersisted = [Buffer.from('{"t":["a","b"]}')];
+    const wal = await Wal.open(dir, options('fsync', () => unpersisted));
+    await wal.append(batch('t', 'a'), noop);
+    damage();
+    const applied: string[] = [];
+    await expect(wal.append(batch('t', 'b'), () => applied.push('b'))).rejects.toBeInstanceOf(WalLostError);
+    expect(wal.lost).toBe(true);
+    await expect(wal.append(batch('t', 'c'), () => applied.push('c'))).rejects.toBeInstanceOf(WalLostError);
+    expect(applied).toEqual([]);
+    await wal.recover();
+    expect(wal.lost).toBe(false);
+    await wal.append(batch('t', 'd'), () => applied.push('d'));
+    expect(applied).toEqual(['d']);
+    await wal.close();
+    expect((await replayed()).ids).toEqual(new Map([['t', ['a', 'b', 'd']]]));
+  });
+});
+
+describe('write-ahead log records', () => {
+  it('replays batches as sent (keys in any case), hand-overs, and the flattened pairs of earlier versions', () => {
+    const pending = new Pending();
+    expect(applyRecord([{ id: 'a', tenant: 't' }, { ID: 'b', Tenant: 't' }, { id: 'c', tenant: 'u', extra: 1 }], pending)).toBe(true);
+    expect(applyRecord({ t: ['d'], v: ['e'] }, pending)).toBe(true);
+    expect(applyRecord(['t', 'f', 'w', 'g'], pending)).toBe(true);
+    expect(applyRecord(42, pending)).toBe(false);
+    expect(pending.take()).toEqual(new Map([['t', ['a', 'b', 'd', 'f']], ['u', ['c']], ['v', ['e']], ['w', ['g']]]));
+  });
+
+  it('names the segment it cannot read', async () => {
+    const wal = await Wal.open(dir, options('write'));
+    await wal.close();
+    const [seq] = await listSegments(dir);
+    rmSync(path.join(dir, readdirSync(dir)[0]!));
+    mkdirSync(path.join(dir, readdirSync(dir)[0] ?? '000000000001.log'));
+    await expect(replaySegments(dir, [seq!], new Pending())).rejects.toThrow(/write-ahead log segment .*000000000001\.log \(EISDIR\)/);
   });
 });

@@ -1,0 +1,154 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Logger } from '../../shared/log.js';
+import { tenantFilePath } from '../../shared/tenant-file-name.js';
+import { Pending } from '../../worker/pending.js';
+import { Persister } from '../../worker/persister.js';
+import { FileStore } from '../../worker/store/files.js';
+import { DeadlineError, Merger } from '../../worker/store/merger.js';
+import { TenantFiles } from '../../worker/store/tenant-files.js';
+import { acquireLock } from '../../shared/locks.js';
+import { locksFolder, shardLockTarget, shardOf } from '../../worker/store/shards.js';
+import { WalAdopter } from '../../worker/wal-adopter.js';
+import { Wal, asRecord, listSegments } from '../../worker/wal.js';
+import { replaySegments } from '../../worker/wal-records.js';
+
+const log = new Logger('test');
+let db: string;
+
+beforeEach(() => {
+  db = mkdtempSync(path.join(os.tmpdir(), 'countapp-persist-'));
+});
+afterEach(() => {
+  rmSync(db, { recursive: true, force: true });
+});
+
+function merger(files = new TenantFiles(db, log)): Merger {
+  mkdirSync(locksFolder(db), { recursive: true });
+  return new Merger({ files, database: db, log, lockShard: (shard, maxWaitMs) => acquireLock(shardLockTarget(db, shard), 2000, { maxWaitMs }) });
+}
+
+/** A worker's persisting parts over `db`, with no other worker: it writes every tenant itself. */
+async function worker(id = 'worker-1'): Promise<{ pending: Pending; wal: Wal; store: FileStore; persister: Persister; walFolder: string }> {
+  const pending = new Pending();
+  const walRoot = path.join(db, '.wal');
+  const walFolder = path.join(walRoot, id);
+  let persister: Persister | undefined;
+  const wal = await Wal.open(walFolder, { durability: 'fsync', unpersisted: () => persister!.unpersistedRecords() });
+  const store = new FileStore({ database: db, workerId: id, log, secret: () => 's', lockStaleMs: () => 2000, sync: () => true, handoffTimeoutMs: () => 1000 });
+  persister = new Persister({ wal, pending, store, adopter: new WalAdopter({ database: db, walRoot, selfId: id, log }), log, intervalMs: 60_000, phase: 0 });
+  return { pending, wal, store, persister, walFolder };
+}
+
+/** What a worker does with a batch: log it, then make it pending. */
+async function accept(w: { wal: Wal; pending: Pending }, tenant: string, ...ids: string[]): Promise<void> {
+  const items = ids.map((id) => ({ id, tenant }));
+  await w.wal.append(asRecord(JSON.stringify(items)), () => w.pending.addItems(items));
+}
+
+describe('Merger', () => {
+  it('writes many tenants one shard lock at a time and leaves no lock behind', async () => {
+    const tenants = Array.from({ length: 300 }, (_, i) => `tenant-${i}`);
+    const outcome = await merger().merge(new Map(tenants.map((t) => [t, ['a', 'b']])));
+    expect(outcome.failed.size).toBe(0);
+    expect(outcome.written).toBe(600);
+    const files = new TenantFiles(db, log);
+    for (const t of tenants) expect(files.count(t)).toBe(2);
+    expect(readdirSync(locksFolder(db))).toEqual([]);
+  });
+
+  it('isolates a tenant it cannot write: the others of its shard and the rest go through', async () => {
+    const bad = 'bad';
+    const sameShard = Array.from({ length: 5000 }, (_, i) => `n${i}`).find((t) => shardOf(t) === shardOf(bad))!;
+    mkdirSync(tenantFilePath(db, bad)); // a directory where the file should be
+    const outcome = await merger().merge(new Map([[bad, ['x']], [sameShard, ['y']], ['other', ['z']]]));
+    expect([...outcome.failed.keys()]).toEqual([bad]);
+    expect(outcome.failed.get(bad)!.ids).toEqual(['x']);
+    expect(String(outcome.failed.get(bad)!.error)).toMatch(/bad\.json is a directory/);
+    expect(new TenantFiles(db, log).count(sameShard)).toBe(1);
+  });
+
+  it('gives up on what it has not begun once a stopping worker runs out of time', async () => {
+    const outcome = await merger().merge(new Map([['t', ['x']]]), Date.now() - 1);
+    expect(outcome.failed.get('t')!.error).toBeInstanceOf(DeadlineError);
+  });
+
+  it('joins merges asked for while one runs, and answers each for its own tenants', async () => {
+    const m = merger();
+    const results = await Promise.all([m.merge(new Map([['a', ['1']]])), m.merge(new Map([['b', ['1']], ['a', ['2']]])), m.merge(new Map([['a', ['1']]]))]);
+    expect(results.every((r) => r.failed.size === 0)).toBe(true);
+    expect(new TenantFiles(db, log).count('a')).toBe(2);
+    await m.idle();
+  });
+});
+
+describe('Persister', () => {
+  it('persists every pending id, checkpoints, and only then deletes the sealed log segments', async () => {
+    const w = await worker();
+    await accept(w, 't', 'a', 'b');
+    await accept(w, 'u', 'c');
+    const round = await w.persister.persistNow();
+    expect(round).toMatchObject({ ok: true, tenants: 2, ids: 3, failedTenants: 0 });
+    expect(await w.store.count('t')).toBe(2);
+    expect(await w.store.count('u')).toBe(1);
+    expect(w.pending.ids).toBe(0);
+    expect(await listSegments(w.walFolder)).toHaveLength(1); // only the new, empty one
+    await w.wal.close();
+  });
+
+  it('isolates a bad tenant: the others persist, its ids are logged again and stay pending, the old segments go', async () => {
+    const w = await worker();
+    mkdirSync(tenantFilePath(db, 'broken'));
+    await accept(w, 'broken', 'x', 'y');
+    await accept(w, 'fine', 'z');
+    const sealedBefore = await listSegments(w.walFolder);
+    const round = await w.persister.persistNow();
+    expect(round).toMatchObject({ ok: true, failedTenants: 1 });
+    expect(await w.store.count('fine')).toBe(1);
+    expect(w.pending.ids).toBe(2);
+    // The log holds only what is unpersisted: the broken tenant's ids, in a newer segment.
+    const segments = await listSegments(w.walFolder);
+    expect(segments.some((s) => sealedBefore.includes(s) && s < segments.at(-1)!)).toBe(false);
+    const replay = new Pending();
+    await replaySegments(w.walFolder, segments, replay);
+    expect(replay.take()).toEqual(new Map([['broken', ['x', 'y']]]));
+    // Once the operator moves the directory away, the next round persists them.
+    rmSync(tenantFilePath(db, 'broken'), { recursive: true });
+    expect(await w.persister.persistNow()).toMatchObject({ ok: true, failedTenants: 0 });
+    expect(await w.store.count('broken')).toBe(2);
+    await w.wal.close();
+  });
+
+  it('rebuilds a lost log from memory and writes back the tenant files deleted with it', async () => {
+    const w = await worker();
+    await accept(w, 'kept', 'a');
+    await w.persister.persistNow();
+    await accept(w, 'pending', 'b', 'c');
+    rmSync(db, { recursive: true, force: true }); // rm -rf db/ while it runs
+    await expect(accept(w, 'refused', 'x')).rejects.toThrow(/deleted or moved/);
+    await w.persister.recoverSoon();
+    await accept(w, 'after', 'd');
+    expect(await w.store.count('kept')).toBe(1); // written back from memory
+    const replay = new Pending();
+    await replaySegments(w.walFolder, await listSegments(w.walFolder), replay);
+    expect(replay.take()).toEqual(new Map([['pending', ['b', 'c']], ['after', ['d']]]));
+    await w.persister.persistNow();
+    expect(await w.store.count('pending')).toBe(2);
+    expect(await w.store.count('refused')).toBe(0);
+    await w.wal.close();
+  });
+
+  it('adopts the log of a worker that is not running, and deletes it once its ids are safe', async () => {
+    const dead = await worker('worker-dead');
+    await accept(dead, 'orphan', 'a', 'b');
+    await dead.wal.close(); // it "died": its log stays, nobody holds its lock
+    const w = await worker();
+    const round = await w.persister.persistNow();
+    expect(round.adopted).toBe(1);
+    expect(await w.store.count('orphan')).toBe(2);
+    expect(readdirSync(path.join(db, '.wal'))).toEqual(['worker-1']);
+    await w.wal.close();
+  });
+});
