@@ -12,6 +12,7 @@ import { convergenceSection } from './sections/convergence.js';
 import { countSection } from './sections/count-under-load.js';
 import { durabilitySection } from './sections/durability.js';
 import { ingestSection } from './sections/ingest.js';
+import { scaleOutSection } from './sections/scale-out.js';
 
 /**
  * `make bench` / `make bench-short`: starts real clusters from temp configs, measures,
@@ -26,6 +27,7 @@ const SECTIONS: Record<string, { title: string; run: (ctx: Context, profile: Pro
   convergence: { title: '4. Convergence', run: convergenceSection },
   coldstart: { title: '5. Cold start and memory', run: coldStartSection },
   durability: { title: '6. Durable acknowledgement: fsync vs write vs off', run: durabilitySection },
+  scale: { title: '7. Scale-out: 1, 2, 4, 8 workers', run: scaleOutSection },
 };
 
 const USAGE = `Usage: node dist/bench/main.js [--short] [--only SECTION[,SECTION...]]

@@ -170,6 +170,7 @@ async function main(): Promise<void> {
     status: () => ({
       pending: pending.ids,
       pendingTenants: pending.tenants,
+      persisting: rounds.inFlightIds(),
       wal: wal.status(),
       lastPersist: rounds.lastRound,
       store: store.status(),

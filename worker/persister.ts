@@ -88,6 +88,13 @@ export class Persister {
     return this.#lastRound;
   }
 
+  /** Ids taken from pending by a round or a flush and not persisted yet. */
+  inFlightIds(): number {
+    let n = 0;
+    for (const map of this.#inFlight) n += idCount(map);
+    return n;
+  }
+
   start(): void {
     this.#schedule();
   }

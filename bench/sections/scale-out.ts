@@ -1,0 +1,118 @@
+import { Pool } from 'undici';
+import { startCluster, type Cluster } from '../cluster.js';
+import { cpuSeconds } from '../cpu.js';
+import { getJson } from '../http.js';
+import type { Profile } from '../profile.js';
+import type { Context, Row, SectionResult } from '../result.js';
+import { sleep } from '../stats.js';
+import { Workload } from '../workload.js';
+
+/**
+ * Scale-out: the same fresh-id load (every id new, 100-item batches over 1,000 tenants,
+ * 16 clients, through the coordinator, worker_persist 1 s) against 1, 2, 4 and 8
+ * workers. Measured: items acknowledged per second of load, and the CPU the coordinator
+ * and every worker spent (from /proc) from the start of the load until every worker has
+ * nothing left to persist — per acknowledged item. Then every worker's count of every
+ * tenant is checked against what was acknowledged.
+ */
+const BATCH = 100;
+const TENANTS = 1000;
+const CLIENTS = 16;
+
+/** Posts fresh batches from `clients` lanes for `seconds`; every 200 is counted, nothing is cut off mid-request. */
+async function load(url: string, workload: Workload, seconds: number): Promise<{ acknowledged: number; failed: number; ms: number }> {
+  const pool = new Pool(url, { connections: CLIENTS });
+  let acknowledged = 0;
+  let failed = 0;
+  const started = performance.now();
+  const end = started + seconds * 1000;
+  const lane = async (): Promise<void> => {
+    while (performance.now() < end) {
+      const res = await pool.request({ method: 'POST', path: '/items', body: workload.batch(BATCH), headers: { 'content-type': 'application/json' } });
+      await res.body.dump();
+      if (res.statusCode === 200) acknowledged += BATCH;
+      else failed += BATCH;
+    }
+  };
+  await Promise.all(Array.from({ length: CLIENTS }, lane));
+  const ms = performance.now() - started;
+  await pool.close();
+  return { acknowledged, failed, ms };
+}
+
+async function settled(cluster: Cluster): Promise<boolean> {
+  for (const url of cluster.workerUrls) {
+    const status = await getJson(`${url}/`);
+    if (status.body?.pending !== 0 || status.body?.persisting !== 0) return false;
+  }
+  return true;
+}
+
+/** Every worker's count of every tenant, summed per worker. */
+async function countsPerWorker(cluster: Cluster, tenants: number): Promise<number[]> {
+  const sums: number[] = [];
+  for (const url of cluster.workerUrls) {
+    const pool = new Pool(url, { connections: 8 });
+    let sum = 0;
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < tenants) {
+        const tenant = `t${next++}`;
+        const res = await pool.request({ method: 'GET', path: `/items/count?tenant=${tenant}` });
+        const body = (await res.body.json()) as { count: number };
+        sum += body.count;
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, lane));
+    await pool.close();
+    sums.push(sum);
+  }
+  return sums;
+}
+
+export async function scaleOutSection(ctx: Context, profile: Profile): Promise<SectionResult> {
+  const rows: Row[] = [];
+  const raw: Record<string, unknown>[] = [];
+  const section = `7. Scale-out: fresh ids, ${BATCH}-item batches over ${TENANTS.toLocaleString('en-US')} tenants, ${CLIENTS} clients, worker_persist 1 s`;
+  const sizes = process.env.BENCH_SIZES?.split(',').map(Number) ?? (profile.name === 'full' ? [1, 2, 4, 8] : [1, 2]);
+  const seconds = profile.name === 'full' ? 10 : 1;
+  const perItem: Record<number, number> = {};
+  for (const workers of sizes) {
+    const cluster = await startCluster({ workers, config: { worker_persist: 1, durability: process.env.BENCH_DURABILITY ?? 'fsync' } });
+    try {
+      const pids = [cluster.pid, ...(await cluster.workers()).map((w) => w.pid!)];
+      const workload = new Workload({ tenants: TENANTS, repeatRate: 0, prefix: `s${workers}-` });
+      const cpuBefore = pids.map(cpuSeconds);
+      const result = await load(cluster.url, workload, seconds);
+      const loadEnd = performance.now();
+      const deadline = Date.now() + 120_000;
+      while (!(await settled(cluster))) {
+        if (Date.now() > deadline) throw new Error(`${workers} worker(s): still persisting 120 s after the load`);
+        await sleep(20);
+      }
+      const settleMs = performance.now() - loadEnd;
+      const cpu = pids.map((pid, i) => cpuSeconds(pid) - cpuBefore[i]!);
+      const total = cpu.reduce((a, b) => a + b, 0);
+      const sums = await countsPerWorker(cluster, TENANTS);
+      if (sums.some((sum) => sum !== result.acknowledged)) {
+        ctx.problem(`scale-out, ${workers} worker(s): counts per worker ${sums.join(', ')} but ${result.acknowledged} acknowledged`);
+      }
+      const itemsPerSec = result.acknowledged / (result.ms / 1000);
+      const usPerItem = (total * 1e6) / result.acknowledged;
+      const coordinatorUs = (cpu[0]! * 1e6) / result.acknowledged;
+      perItem[workers] = usPerItem;
+      ctx.progress(`scale-out ${workers} worker(s): ${Math.round(itemsPerSec).toLocaleString('en-US')} items/s, ${usPerItem.toFixed(1)} µs CPU/item (coordinator ${coordinatorUs.toFixed(1)}), settled ${settleMs.toFixed(0)} ms after the load; counts ${sums.every((s) => s === result.acknowledged) ? 'exact' : 'WRONG'}`);
+      rows.push(
+        { section, measure: `${workers} worker(s): items/s`, value: itemsPerSec, unit: 'items/s', ...(workers === 4 ? { target: { op: '>=' as const, value: 200_000 } } : {}) },
+        { section, measure: `${workers} worker(s): CPU µs per item, all processes`, value: usPerItem, unit: 'count', ...(workers === 4 ? { target: { op: '<=' as const, value: 8 } } : {}) },
+        { section, measure: `${workers} worker(s): CPU µs per item, coordinator`, value: coordinatorUs, unit: 'count', target: { op: '<=', value: 1 } },
+      );
+      raw.push({ workers, ...result, settleMs, cpu, itemsPerSec, usPerItem, coordinatorUs, sums });
+    } finally {
+      await cluster.stop();
+    }
+  }
+  const largest = sizes.at(-1)!;
+  rows.push({ section, measure: `CPU per item, ${largest} workers / 1 worker`, value: perItem[largest]! / perItem[1]!, unit: 'ratio', target: { op: '<=', value: 2 } });
+  return { rows, raw };
+}
