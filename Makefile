@@ -13,7 +13,7 @@ node_modules/.package-lock.json: package-lock.json
 
 install: node_modules/.package-lock.json
 
-dist/.built: node_modules/.package-lock.json tsconfig.json $(shell find coordinator worker shared bench -name '*.ts' 2>/dev/null)
+dist/.built: node_modules/.package-lock.json tsconfig.json $(shell find coordinator worker shared bench test/helpers -name '*.ts' 2>/dev/null)
 	npx tsc -p tsconfig.json
 	@chmod +x dist/coordinator/main.js
 	@touch $@
