@@ -2,7 +2,7 @@
 CONFIG ?= config.yaml
 NODE   ?= node
 
-.PHONY: all run build install tests test bench bench-short clean
+.PHONY: all run build install typecheck tests test bench bench-short clean
 
 all: run
 
@@ -23,7 +23,11 @@ build: dist/.built
 run: build
 	$(NODE) dist/coordinator/main.js --config $(CONFIG)
 
-tests: build
+# vitest runs the tests' TypeScript without checking its types: tsc does, over test/ and what it imports.
+typecheck: install
+	npx tsc -p tsconfig.test.json
+
+tests: build typecheck
 	npx vitest run
 
 test: tests
