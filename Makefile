@@ -2,7 +2,7 @@
 CONFIG ?= config.yaml
 NODE   ?= node
 
-.PHONY: all run build install tests test bench bench-short clean
+.PHONY: all run build install typecheck tests test bench bench-short clean
 
 all: run
 
@@ -13,7 +13,7 @@ node_modules/.package-lock.json: package-lock.json
 
 install: node_modules/.package-lock.json
 
-dist/.built: node_modules/.package-lock.json tsconfig.json $(shell find coordinator worker shared bench -name '*.ts' 2>/dev/null)
+dist/.built: node_modules/.package-lock.json tsconfig.json $(shell find coordinator worker shared bench test/helpers -name '*.ts' 2>/dev/null)
 	npx tsc -p tsconfig.json
 	@chmod +x dist/coordinator/main.js
 	@touch $@
@@ -23,7 +23,11 @@ build: dist/.built
 run: build
 	$(NODE) dist/coordinator/main.js --config $(CONFIG)
 
-tests: build
+# vitest runs the tests' TypeScript without checking its types: tsc does, over test/ and what it imports.
+typecheck: install
+	npx tsc -p tsconfig.test.json
+
+tests: build typecheck
 	npx vitest run
 
 test: tests

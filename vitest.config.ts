@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'],
+    // The process tests run dist/: rebuild it first when it is older than its sources.
+    globalSetup: ['test/helpers/fresh-build.ts'],
     // Integration tests start real clusters on a 2-core machine: one file at a time keeps
     // their timings (persist intervals, stale locks, health checks) meaningful.
     fileParallelism: false,

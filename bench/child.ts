@@ -1,8 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isAlive, onInterrupt, trackPid, untrackPid } from './cleanup.js';
-import { sleep } from './stats.js';
+import { exitOf, stopProcess } from '../test/helpers/stop-process.js';
 
 /**
  * A helper process of the harness (the minimal proxy, the count prober): a compiled
@@ -15,17 +14,23 @@ export interface BenchChild {
   /** The next IPC message of this `type`. */
   next<T>(type: string, timeoutMs?: number): Promise<T>;
   send(message: unknown): void;
+  /** SIGTERM, SIGKILL after 5 s; resolves once it has exited. */
   stop(): Promise<void>;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const running = new Set<BenchChild>();
+
+/** Stops every helper process still running (on an interrupt, or at the end). */
+export async function stopAllChildren(): Promise<void> {
+  await Promise.allSettled([...running].map((child) => child.stop()));
+}
 
 export async function startChild(script: string, args: readonly string[], readyTimeoutMs = 15_000): Promise<BenchChild> {
   const child = fork(path.join(here, script), [...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not fork ${script}`);
-  trackPid(pid);
-  const exit = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exit = exitOf(child);
   const inbox: Array<{ type: string }> = [];
   const waiters: Array<{ type: string; resolve: (m: unknown) => void }> = [];
   child.on('message', (message: { type: string }) => {
@@ -53,35 +58,24 @@ export async function startChild(script: string, args: readonly string[], readyT
     });
   };
   let stopping: Promise<void> | undefined;
-  let unhook = (): void => {};
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      if (isAlive(pid)) {
-        try {
-          process.kill(pid, 'SIGTERM');
-        } catch {
-          // Gone.
-        }
-        if ((await Promise.race([exit.then(() => 'exited'), sleep(5_000).then(() => 'timeout')])) === 'timeout') {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // Gone.
-          }
-          await exit;
-        }
-      }
-      untrackPid(pid);
-      unhook();
-    })();
-    return stopping;
+  const handle: BenchChild = {
+    pid,
+    process: child,
+    next,
+    send: (m) => child.send(m as never),
+    stop: () => {
+      stopping ??= stopProcess(child, { signal: 'SIGTERM', timeoutMs: 5_000 }).then(() => {
+        running.delete(handle);
+      });
+      return stopping;
+    },
   };
-  unhook = onInterrupt(stop);
+  running.add(handle);
   try {
     await next('ready', readyTimeoutMs);
   } catch (err) {
-    await stop();
+    await handle.stop();
     throw err;
   }
-  return { pid, process: child, next, send: (m) => child.send(m as never), stop };
+  return handle;
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 
 /**
@@ -27,7 +28,7 @@ async function probe(start: Start): Promise<void> {
     const due = began + i * period;
     if (due - began >= start.durationMs) break;
     const wait = due - performance.now();
-    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (wait > 1) await sleep(wait);
     const tenant = `t${Math.floor(Math.random() * start.tenants)}`;
     const sent = performance.now();
     const request = pool.request({ method: 'GET', path: `/items/${tenant}/count` }).then(async (res) => {

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { installCleanup, killEverythingSync } from './cleanup.js';
-import { COORDINATOR_ENTRY } from './cluster.js';
+import { parseArgs } from 'node:util';
+import { COORDINATOR_ENTRY, stopAllClusters } from '../test/helpers/cluster.js';
+import { stopAllChildren } from './child.js';
 import { closeHttp } from './http.js';
 import { FULL, SHORT, type Profile } from './profile.js';
 import { formatTable, writeJson } from './report.js';
@@ -38,32 +39,62 @@ const USAGE = `Usage: node dist/bench/main.js [--short] [--only SECTION[,SECTION
 
 Environment: BENCH_KEEP=1 keeps the clusters' temp folders (logs, tenant files).`;
 
-function parseArgs(argv: readonly string[]): { profile: Profile; only: string[] } {
-  let profile = FULL;
+/** The command line, or an Error whose message says what is wrong (exit code 2). */
+function readArgs(argv: string[]): { profile: Profile; only: string[]; help: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      short: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
   let only = Object.keys(SECTIONS);
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--short') profile = SHORT;
-    else if (arg === '--only' || arg.startsWith('--only=')) {
-      const value = arg === '--only' ? argv[++i] : arg.slice('--only='.length);
-      if (value === undefined || value === '') throw new Error('--only needs a section name');
-      only = value.split(',').map((s) => s.trim()).filter(Boolean);
-      const unknown = only.filter((s) => !(s in SECTIONS));
-      if (unknown.length > 0) throw new Error(`unknown section(s) ${unknown.join(', ')}; known: ${Object.keys(SECTIONS).join(', ')}`);
-    } else if (arg === '--help' || arg === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    } else {
-      throw new Error(`unknown argument ${JSON.stringify(arg)}\n\n${USAGE}`);
-    }
+  if (values.only !== undefined) {
+    only = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+    if (only.length === 0) throw new Error('--only needs a section name');
+    const unknown = only.filter((s) => !(s in SECTIONS));
+    if (unknown.length > 0) throw new Error(`unknown section(s) ${unknown.join(', ')}; known: ${Object.keys(SECTIONS).join(', ')}`);
   }
-  return { profile, only };
+  return { profile: values.short ? SHORT : FULL, only, help: values.help };
+}
+
+/** Everything the run started, stopped: clusters gracefully (SIGTERM, SIGKILL after a timeout), helper processes, the HTTP client. */
+async function stopEverything(): Promise<void> {
+  await Promise.allSettled([stopAllClusters(), stopAllChildren(), closeHttp()]);
+}
+
+/** Ctrl-C or SIGTERM: stop what was started, then exit 130. A second one exits at once (the harness's exit hook still SIGKILLs every cluster process). */
+function onInterrupt(): void {
+  let interrupted = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write(`\nbench: ${signal}: stopping everything it started...\n`);
+    setTimeout(() => process.exit(130), 30_000).unref();
+    void stopEverything().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
 }
 
 async function main(): Promise<number> {
-  const { profile, only } = parseArgs(process.argv.slice(2));
+  let args: ReturnType<typeof readArgs>;
+  try {
+    args = readArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const { profile, only } = args;
   if (!existsSync(COORDINATOR_ENTRY)) throw new Error(`${COORDINATOR_ENTRY} is missing: build first (make build)`);
-  installCleanup();
+  onInterrupt();
   const startedAt = new Date();
   const started = performance.now();
   const problems: string[] = [];
@@ -123,11 +154,10 @@ async function main(): Promise<number> {
 }
 
 main().then(async (code) => {
-  await closeHttp().catch(() => {});
-  killEverythingSync();
+  await stopEverything();
   process.exit(code);
-}, (err: unknown) => {
+}, async (err: unknown) => {
   process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
-  killEverythingSync();
+  await stopEverything();
   process.exit(2);
 });

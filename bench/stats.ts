@@ -46,8 +46,6 @@ export class Samples {
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Milliseconds since the epoch with sub-millisecond precision (comparable across processes). */
 export function nowMs(): number {
   return performance.timeOrigin + performance.now();

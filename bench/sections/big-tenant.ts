@@ -1,14 +1,16 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '../../shared/log.js';
+import type { Cluster } from '../../test/helpers/cluster.js';
+import { makeTempDir, removeTempDir } from '../../test/helpers/temp-dir.js';
+import { waitFor } from '../../test/helpers/wait.js';
 import { FileStore } from '../../worker/store/files.js';
-import { removeDir, trackDir } from '../cleanup.js';
-import { startCluster, type Cluster } from '../cluster.js';
+import { startBenchCluster } from '../cluster.js';
 import { countOf, getJson, postItems, type Answer } from '../http.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
-import { median, sleep } from '../stats.js';
+import { median } from '../stats.js';
 import { distinctBatches } from '../workload.js';
 import { logSize, persistLinesAfter, type PersistLine } from '../worker-log.js';
 
@@ -24,14 +26,6 @@ import { logSize, persistLinesAfter, type PersistLine } from '../worker-log.js';
 const TENANT = 'big';
 const PERSIST_TARGET = { op: '<=' as const, value: 50 };
 
-async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 /** Posts bodies with `parallel` requests in flight. */
 async function postAll(url: string, batches: Iterable<{ body: string; items: number }>, parallel: number): Promise<void> {
   const iterator = batches[Symbol.iterator]();
@@ -44,22 +38,22 @@ async function postAll(url: string, batches: Iterable<{ body: string; items: num
 async function inCluster(ctx: Context, profile: Profile): Promise<{ rows: Row[]; raw: unknown }> {
   let cluster: Cluster | undefined;
   try {
-    cluster = await startCluster({ workers: 2, config: { worker_persist: 1, durability: 'fsync' } });
+    cluster = await startBenchCluster(2, { worker_persist: 1, durability: 'fsync' });
     const [a, b] = cluster.workerUrls as [string, string];
-    const aLog = cluster.workerLog(cluster.workerPorts[0]!);
+    const aLog = cluster.workerLogFile(a);
     const total = profile.bigIds + profile.bigNew;
 
     const loadStart = performance.now();
     await postAll(cluster.url, distinctBatches(TENANT, 'old-', profile.bigIds, profile.bigBatch), 4);
     const loadMs = performance.now() - loadStart;
-    await waitUntil(`both workers to count ${profile.bigIds} with nothing pending`, 300_000, async () => {
+    await waitFor(async () => {
       for (const url of [a, b]) {
         const { count } = await countOf(url, TENANT);
         const health = await getJson(`${url}/`);
         if (count !== profile.bigIds || health.body?.pending !== 0) return false;
       }
       return true;
-    });
+    }, 300_000, `both workers to count ${profile.bigIds} with nothing pending`);
     const settledMs = performance.now() - loadStart;
     ctx.progress(`big tenant: ${profile.bigIds.toLocaleString('en-US')} ids posted in ${(loadMs / 1000).toFixed(1)} s, persisted and counted by both workers after ${(settledMs / 1000).toFixed(1)} s`);
 
@@ -96,10 +90,10 @@ async function inCluster(ctx: Context, profile: Profile): Promise<{ rows: Row[];
     if (failure instanceof Error) throw failure;
     if (seen === undefined) throw new Error(`worker B never counted ${total} within 30 s`);
     let line: PersistLine | undefined;
-    await waitUntil('worker A to log the persist of the new ids', 10_000, async () => {
+    await waitFor(() => {
       line = persistLinesAfter(aLog, offset).find((l) => l.ids > 0);
       return line !== undefined;
-    });
+    }, 10_000, 'worker A to log the persist of the new ids');
     const persist = line!;
     if (persist.ids !== profile.bigNew || persist.tenants !== 1) {
       ctx.problem(`big tenant: expected A's persist line to say ${profile.bigNew} id(s) of 1 tenant(s), got: ${persist.line}`);
@@ -127,13 +121,12 @@ async function inCluster(ctx: Context, profile: Profile): Promise<{ rows: Row[];
       },
     };
   } finally {
-    await cluster?.stop();
+    await cluster?.cleanup();
   }
 }
 
 async function inProcess(ctx: Context, profile: Profile): Promise<{ rows: Row[]; raw: unknown }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'countapp-bench-store-'));
-  trackDir(dir);
+  const dir = makeTempDir('countapp-bench-store-');
   try {
     const database = path.join(dir, 'db');
     fs.mkdirSync(database);
@@ -188,7 +181,7 @@ async function inProcess(ctx: Context, profile: Profile): Promise<{ rows: Row[];
       raw: { persistMs, countMs, initialPersistMs, initialCountMs },
     };
   } finally {
-    removeDir(dir);
+    removeTempDir(dir);
   }
 }
 

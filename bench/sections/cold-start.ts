@@ -1,8 +1,11 @@
-import { rssBytes, startCluster, type Cluster } from '../cluster.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Cluster } from '../../test/helpers/cluster.js';
+import { rssBytes } from '../../test/helpers/proc.js';
+import { startBenchCluster } from '../cluster.js';
 import { getJson, postItems } from '../http.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
-import { median, sleep } from '../stats.js';
+import { median } from '../stats.js';
 import { distinctBatches } from '../workload.js';
 
 /**
@@ -15,19 +18,19 @@ import { distinctBatches } from '../workload.js';
 export async function coldStartSection(ctx: Context, profile: Profile): Promise<SectionResult> {
   const starts: number[] = [];
   for (let i = 0; i < profile.coldStarts; i++) {
-    const cluster = await startCluster({ workers: 4, config: { worker_persist: 5 } });
-    starts.push(cluster.startMs);
-    await cluster.stop();
+    const cluster = await startBenchCluster(4, { worker_persist: 5 });
+    starts.push(cluster.startMs!);
+    await cluster.cleanup();
   }
   ctx.progress(`cold start of 4 workers: ${starts.map((s) => s.toFixed(0)).join(', ')} ms`);
 
   let cluster: Cluster | undefined;
   let memory: { idle: number; loaded: number; pid: number; postSeconds: number };
   try {
-    cluster = await startCluster({ workers: 1, config: { worker_persist: 3600 } });
-    const [worker] = await cluster.workers();
+    cluster = await startBenchCluster(1, { worker_persist: 3600 });
+    const [worker] = (await cluster.status()).workers;
     const pid = worker?.pid;
-    if (pid === undefined) throw new Error('GET / does not give the worker pid');
+    if (typeof pid !== 'number') throw new Error('GET / does not give the worker pid');
     const url = cluster.workerUrls[0]!;
     await sleep(500);
     const idle = rssBytes(pid);
@@ -42,7 +45,7 @@ export async function coldStartSection(ctx: Context, profile: Profile): Promise<
     await sleep(500);
     memory = { idle, loaded: rssBytes(pid), pid, postSeconds };
   } finally {
-    await cluster?.stop();
+    await cluster?.cleanup();
   }
   const mib = (bytes: number): number => bytes / 1024 / 1024;
   ctx.progress(`worker RSS: idle ${mib(memory.idle).toFixed(1)} MiB, with ${profile.memoryIds.toLocaleString('en-US')} pending ids ${mib(memory.loaded).toFixed(1)} MiB`);

@@ -1,8 +1,10 @@
-import { startCluster, type Cluster } from '../cluster.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Cluster } from '../../test/helpers/cluster.js';
+import { startBenchCluster } from '../cluster.js';
 import { countOf, postItems } from '../http.js';
 import type { Profile } from '../profile.js';
 import type { Context, SectionResult } from '../result.js';
-import { max, median, sleep } from '../stats.js';
+import { max, median } from '../stats.js';
 
 /**
  * (4) Convergence: from the 200 of a POST through the coordinator until every worker
@@ -14,7 +16,7 @@ export async function convergenceSection(ctx: Context, profile: Profile): Promis
   const persistSec = profile.convergencePersistSec;
   let cluster: Cluster | undefined;
   try {
-    cluster = await startCluster({ workers: 4, config: { worker_persist: persistSec, durability: 'fsync' } });
+    cluster = await startBenchCluster(4, { worker_persist: persistSec, durability: 'fsync' });
     const samples: number[] = [];
     for (let i = 0; i < profile.convergenceSamples; i++) {
       await sleep(Math.random() * persistSec * 1000);
@@ -49,6 +51,6 @@ export async function convergenceSection(ctx: Context, profile: Profile): Promis
       raw: { workerPersistSec: persistSec, workers: 4, samplesMs: samples },
     };
   } finally {
-    await cluster?.stop();
+    await cluster?.cleanup();
   }
 }

@@ -1,9 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Cluster } from '../../test/helpers/cluster.js';
 import { startChild, type BenchChild } from '../child.js';
-import { startCluster, type Cluster } from '../cluster.js';
+import { startBenchCluster } from '../cluster.js';
 import { runLoad } from '../load.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
-import { max, quantile, sleep } from '../stats.js';
+import { max, quantile } from '../stats.js';
 import { Workload } from '../workload.js';
 
 /**
@@ -32,7 +34,7 @@ export async function countSection(ctx: Context, profile: Profile): Promise<Sect
   let cluster: Cluster | undefined;
   let child: BenchChild | undefined;
   try {
-    cluster = await startCluster({ workers: 4, config: { worker_persist: 5, durability: 'fsync' } });
+    cluster = await startBenchCluster(4, { worker_persist: 5, durability: 'fsync' });
     child = await startChild('count-probe.js', []);
     const idle = await probe(child, cluster.url, profile, Math.max(500, profile.countSec * 200));
     ctx.progress(`counts, no load: ${idle.latencies.length} answers, p50 ${quantile(idle.latencies, 0.5).toFixed(2)} ms, p99 ${quantile(idle.latencies, 0.99).toFixed(2)} ms`);
@@ -84,6 +86,6 @@ export async function countSection(ctx: Context, profile: Profile): Promise<Sect
     };
   } finally {
     await child?.stop();
-    await cluster?.stop();
+    await cluster?.cleanup();
   }
 }

@@ -1,9 +1,10 @@
-import { startCluster, type Cluster } from '../cluster.js';
-import { getJson } from '../http.js';
+import type { Cluster } from '../../test/helpers/cluster.js';
+import { waitFor } from '../../test/helpers/wait.js';
+import { startBenchCluster } from '../cluster.js';
+import { getJson, type Answer } from '../http.js';
 import type { LoadResult } from '../load.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
-import { sleep } from '../stats.js';
 import { Workload } from '../workload.js';
 import { measureIngest } from './ingest-run.js';
 import { BATCH_SIZES, summarize } from './ingest.js';
@@ -20,15 +21,13 @@ type Mode = (typeof MODES)[number];
 
 async function switchTo(cluster: Cluster, mode: Mode): Promise<void> {
   cluster.writeConfig({ worker_persist: 5, durability: mode });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const answers = await Promise.all(cluster.workerUrls.map((url) => getJson(`${url}/`).catch(() => undefined)));
-    if (answers.every((a) => a?.status === 200 && a.body?.durability === mode)) return;
-    if (Date.now() > deadline) {
-      throw new Error(`durability ${mode} not in force on every worker 20 s after the config change (workers report ${JSON.stringify(answers.map((a) => a?.body?.durability))})`);
-    }
-    await sleep(50);
-  }
+  let answers: Array<Answer | undefined> = [];
+  await waitFor(async () => {
+    answers = await Promise.all(cluster.workerUrls.map((url) => getJson(`${url}/`).catch(() => undefined)));
+    return answers.every((a) => a?.status === 200 && a.body?.durability === mode);
+  }, 20_000, `durability ${mode} in force on every worker`).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message} (workers report ${JSON.stringify(answers.map((a) => a?.body?.durability))})`);
+  });
 }
 
 export async function durabilitySection(ctx: Context, profile: Profile): Promise<SectionResult> {
@@ -37,7 +36,7 @@ export async function durabilitySection(ctx: Context, profile: Profile): Promise
   for (const size of BATCH_SIZES) {
     const results: Record<Mode, LoadResult[]> = { fsync: [], write: [], off: [] };
     for (let round = 0; round < profile.durabilityRounds; round++) {
-      const cluster = await startCluster({ workers: 4, config: { worker_persist: 5, durability: 'fsync' } });
+      const cluster = await startBenchCluster(4, { worker_persist: 5, durability: 'fsync' });
       try {
         const workload = new Workload({ prefix: `d${round}-`, tenants: profile.tenants, repeatRate: profile.repeatRate });
         for (let k = 0; k < MODES.length; k++) {
@@ -49,7 +48,7 @@ export async function durabilitySection(ctx: Context, profile: Profile): Promise
           results[mode].push(await measureIngest(ctx, profile, label, cluster.url, size, workload));
         }
       } finally {
-        await cluster.stop();
+        await cluster.cleanup();
       }
     }
     const summary = { fsync: summarize(results.fsync), write: summarize(results.write), off: summarize(results.off) };

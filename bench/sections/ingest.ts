@@ -1,7 +1,8 @@
+import type { Cluster } from '../../test/helpers/cluster.js';
+import { freePorts } from '../../test/helpers/ports.js';
 import { startChild, type BenchChild } from '../child.js';
-import { startCluster, type Cluster } from '../cluster.js';
+import { startBenchCluster } from '../cluster.js';
 import type { LoadResult } from '../load.js';
-import { freePortBlock } from '../ports.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
 import { median } from '../stats.js';
@@ -39,8 +40,8 @@ export async function ingestSection(ctx: Context, profile: Profile): Promise<Sec
       let cluster: Cluster | undefined;
       let proxy: BenchChild | undefined;
       try {
-        cluster = await startCluster({ workers: 4, config: { worker_persist: 5, durability: 'fsync' } });
-        const [proxyPort] = await freePortBlock(1);
+        cluster = await startBenchCluster(4, { worker_persist: 5, durability: 'fsync' });
+        const [proxyPort] = await freePorts(1);
         proxy = await startChild('proxy.js', [String(proxyPort), ...cluster.workerUrls]);
         const urls: Record<Target, string> = {
           coordinator: cluster.url,
@@ -55,7 +56,7 @@ export async function ingestSection(ctx: Context, profile: Profile): Promise<Sec
         }
       } finally {
         await proxy?.stop();
-        await cluster?.stop();
+        await cluster?.cleanup();
       }
     }
     const summary = { coordinator: summarize(results.coordinator), proxy: summarize(results.proxy), direct: summarize(results.direct) };

@@ -1,10 +1,11 @@
 import { Pool } from 'undici';
-import { startCluster, type Cluster } from '../cluster.js';
-import { cpuSeconds } from '../cpu.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Cluster } from '../../test/helpers/cluster.js';
+import { startBenchCluster } from '../cluster.js';
+import { procStat } from '../../test/helpers/proc.js';
 import { getJson } from '../http.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
-import { sleep } from '../stats.js';
 import { Workload } from '../workload.js';
 
 /**
@@ -78,9 +79,10 @@ export async function scaleOutSection(ctx: Context, profile: Profile): Promise<S
   const seconds = profile.name === 'full' ? 10 : 1;
   const perItem: Record<number, number> = {};
   for (const workers of sizes) {
-    const cluster = await startCluster({ workers, config: { worker_persist: 1, durability: process.env.BENCH_DURABILITY ?? 'fsync' } });
+    const cluster = await startBenchCluster(workers, { worker_persist: 1, durability: process.env.BENCH_DURABILITY ?? 'fsync' });
     try {
-      const pids = [cluster.pid, ...(await cluster.workers()).map((w) => w.pid!)];
+      const pids = [cluster.pid, ...(await cluster.workerPids())];
+      const cpuSeconds = (pid: number): number => procStat(pid)?.cpuSeconds ?? 0;
       const workload = new Workload({ tenants: TENANTS, repeatRate: 0, prefix: `s${workers}-` });
       const cpuBefore = pids.map(cpuSeconds);
       const result = await load(cluster.url, workload, seconds);
@@ -109,7 +111,7 @@ export async function scaleOutSection(ctx: Context, profile: Profile): Promise<S
       );
       raw.push({ workers, ...result, settleMs, cpu, itemsPerSec, usPerItem, coordinatorUs, sums });
     } finally {
-      await cluster.stop();
+      await cluster.cleanup();
     }
   }
   const largest = sizes.at(-1)!;

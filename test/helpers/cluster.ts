@@ -1,26 +1,37 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { freePorts } from './ports.js';
+import { allPids, hasEnvironment, isAlive, procStat } from './proc.js';
+import { COORDINATOR_ENTRY } from './repo.js';
+import { stopProcess, type ExitInfo } from './stop-process.js';
+import { makeTempDir, removeTempDir } from './temp-dir.js';
+import { waitFor } from './wait.js';
 
-/** The repository root: the nearest folder above this file whose package.json is CountApp's. */
-export const REPO_ROOT: string = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
-
-/** The built coordinator (`make` / `npm run build` writes it; the tests do not build). */
-export const COORDINATOR_ENTRY: string = path.join(REPO_ROOT, 'dist', 'coordinator', 'main.js');
+// The tests import these from here too.
+export { COORDINATOR_ENTRY, REPO_ROOT } from './repo.js';
+export { isAlive } from './proc.js';
+export { waitFor } from './wait.js';
 
 /** Every process a cluster starts inherits this variable, so cleanup finds them even when orphaned. */
 const MARKER = 'COUNTAPP_TEST_CLUSTER';
 
 const DEFAULT_WORKERS = 2;
 const READY_TIMEOUT_MS = 30_000;
+const READY_POLL_MS = 100;
 const STOP_TIMEOUT_MS = 20_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 const OUTPUT_LIMIT = 4 * 1024 * 1024;
+/** Starts that fail because another program took a port between the check and the listen are retried on other ports. */
+const START_ATTEMPTS = 3;
+
+/**
+ * Timings that make a test cluster react within a second or two (the product's defaults
+ * are seconds apart). `fastTimings: false` leaves the product's defaults, for measuring.
+ */
+const FAST_TIMINGS = { worker_persist: 1, config_check: 1, health_check: 0.5, kill_timeout: 5, lock_stale: 2 } as const;
 
 /** One worker as the coordinator's `GET /` lists it. */
 export interface WorkerStatus {
@@ -56,6 +67,12 @@ export interface ClusterOptions {
   readonly wait?: boolean;
   /** How long to wait for the cluster to be up. @default 30000 */
   readonly readyTimeoutMs?: number;
+  /** How often to ask `GET /` while waiting for the cluster to be up (`startMs` is this precise). @default 100 */
+  readonly readyPollMs?: number;
+  /** Lay the fast test timings (`worker_persist: 1`, `health_check: 0.5`, …) under `config`; false keeps the product's defaults. @default true */
+  readonly fastTimings?: boolean;
+  /** Leave the temp folder after cleanup, for a person to read its logs and files. @default false */
+  readonly keepDir?: boolean;
 }
 
 export interface StopOptions {
@@ -78,6 +95,8 @@ export interface Cluster {
   readonly workerUrls: string[];
   /** The coordinator's pid (a new one after `restart()`). */
   readonly pid: number;
+  /** Milliseconds from the coordinator's spawn until `GET /` listed every worker up (the last start); undefined before. */
+  readonly startMs: number | undefined;
   /** How the coordinator exited, once it has. */
   readonly exited: { readonly code: number | null; readonly signal: NodeJS.Signals | null } | undefined;
   /** Everything the coordinator (and workers sharing its stdout) printed, stdout and stderr interleaved. */
@@ -86,6 +105,8 @@ export interface Cluster {
   status(): Promise<ClusterStatus>;
   /** The pids of the workers `GET /` lists now. */
   workerPids(): Promise<number[]>;
+  /** The log file of the worker at `url` (`<dir>/logs/worker-<port>.log`). */
+  workerLogFile(url: string): string;
   /** `POST /items` to the coordinator (or `target`, a base URL). A string or bytes are sent as they are. */
   post(items: unknown, target?: string): Promise<HttpResult>;
   /** `GET /items/count?tenant=` on the coordinator (or `target`); throws unless 200 with a number. */
@@ -107,7 +128,7 @@ export interface Cluster {
   stop(signal?: NodeJS.Signals, options?: StopOptions): Promise<number | null>;
   /** Stops the coordinator (SIGINT) if running, then starts it again on the same folder and waits until ready. */
   restart(): Promise<void>;
-  /** Stops if running, SIGKILLs any process of the cluster still alive, and removes the temp folder. */
+  /** Stops if running, SIGKILLs any process of the cluster still alive, and removes the temp folder (unless `keepDir`). */
   cleanup(): Promise<void>;
 }
 
@@ -117,33 +138,40 @@ const clusters = new Set<ClusterProcess>();
  * Starts a real cluster from a temp config: a fresh `countapp-*` folder in the OS temp dir,
  * a block of free consecutive ports (the coordinator's, then one per worker), and a
  * config.yaml with `port`, `workers` (a list of `http://127.0.0.1:<p>`), `database: db/`,
- * `worker_logs: logs/`, `worker_persist: 1`, `config_check: 1`, `health_check: 0.5`,
- * `kill_timeout: 5`, `lock_stale: 2`, then `options.config` over those. Runs
- * `node dist/coordinator/main.js --config <file>` in its own process group and waits until
- * every worker is up. On failure everything is killed and removed, and the error has the
- * coordinator's output.
+ * `worker_logs: logs/`, the fast test timings (`worker_persist: 1`, `config_check: 1`,
+ * `health_check: 0.5`, `kill_timeout: 5`, `lock_stale: 2`; see `fastTimings`), then
+ * `options.config` over those. Runs `node dist/coordinator/main.js --config <file>` in its
+ * own process group and waits until every worker is up. On failure everything is killed
+ * and removed, and the error has the coordinator's output.
  */
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   if (!fs.existsSync(COORDINATOR_ENTRY)) {
-    throw new Error(`${COORDINATOR_ENTRY} does not exist: build first (make, or npm run build)`);
+    throw new Error(`${COORDINATOR_ENTRY} does not exist: build first (make build)`);
   }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (err) {
+      // Another program took one of the ports between the check and the listen: other ports.
+      if (attempt >= START_ATTEMPTS || !/EADDRINUSE|already in use/.test(String(err))) throw err;
+    }
+  }
+}
+
+async function startOnce(options: ClusterOptions): Promise<Cluster> {
   const override = options.config ?? {};
   const workers = typeof override.workers === 'number' ? override.workers : options.workers ?? DEFAULT_WORKERS;
   const [coordinatorPort, ...workerPorts] = await freePorts(workers + 1, { consecutive: true });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'countapp-'));
+  const dir = makeTempDir('countapp-', { keep: options.keepDir });
   const base: Record<string, unknown> = {
     port: coordinatorPort,
     workers: workerPorts.map((port) => `http://127.0.0.1:${port}`),
     database: 'db/',
     worker_logs: 'logs/',
-    worker_persist: 1,
-    config_check: 1,
-    health_check: 0.5,
-    kill_timeout: 5,
-    lock_stale: 2,
+    ...(options.fastTimings === false ? {} : FAST_TIMINGS),
     ...override,
   };
-  const cluster = new ClusterProcess(dir, base);
+  const cluster = new ClusterProcess(dir, base, options);
   clusters.add(cluster);
   try {
     cluster.writeConfig({});
@@ -166,50 +194,16 @@ export async function stopAllClusters(): Promise<void> {
   if (failed.length > 0) throw new AggregateError(failed.map((result) => result.reason), 'stopAllClusters: some clusters failed to clean up');
 }
 
-/** True while `pid` is a running process (an exited but unreaped zombie counts as gone). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  const state = procStat(pid)?.state;
-  return state !== 'Z' && state !== 'X';
-}
-
-/** Polls `predicate` every 50 ms until it is true, or throws after `timeoutMs` naming `what` (and the last error). */
-export async function waitFor(predicate: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      if (await predicate()) return;
-      lastError = undefined;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() >= deadline) {
-      const last = lastError === undefined ? '' : ` (last error: ${lastError instanceof Error ? lastError.message : String(lastError)})`;
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${last}`);
-    }
-    await sleep(50);
-  }
-}
-
 // If the test process exits without its hooks (a crash, process.exit), leave nothing behind.
 process.on('exit', () => {
   for (const cluster of clusters) cluster.killEverythingSync(true);
 });
 
-interface ExitInfo {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-}
-
 class ClusterProcess implements Cluster {
   readonly dir: string;
   readonly configFile: string;
   readonly #base: Record<string, unknown>;
+  readonly #options: ClusterOptions;
   #current: Record<string, unknown>;
   readonly #outFile: string;
   readonly #token: string;
@@ -223,9 +217,12 @@ class ClusterProcess implements Cluster {
   readonly #workers = new Map<number, number | undefined>();
   #cleanup: Promise<void> | undefined;
   #removed = false;
+  #spawnedAt = 0;
+  #startMs: number | undefined;
 
-  constructor(dir: string, base: Record<string, unknown>) {
+  constructor(dir: string, base: Record<string, unknown>, options: ClusterOptions) {
     this.dir = dir;
+    this.#options = options;
     this.configFile = path.join(dir, 'config.yaml');
     this.#outFile = path.join(dir, 'coordinator.out');
     this.#token = dir;
@@ -256,6 +253,10 @@ class ClusterProcess implements Cluster {
     return pid;
   }
 
+  get startMs(): number | undefined {
+    return this.#startMs;
+  }
+
   get exited(): ExitInfo | undefined {
     return this.#exitInfo;
   }
@@ -269,6 +270,8 @@ class ClusterProcess implements Cluster {
     if (this.#child !== undefined && this.#exitInfo === undefined) throw new Error('the coordinator is already running');
     if (this.#child !== undefined) this.#append(`\n--- restart ${new Date().toISOString()} ---\n`);
     this.#exitInfo = undefined;
+    this.#startMs = undefined;
+    this.#spawnedAt = performance.now();
     const child = spawn(process.execPath, [COORDINATOR_ENTRY, '--config', this.configFile], {
       cwd: this.dir,
       env: { ...process.env, [MARKER]: this.#token },
@@ -305,6 +308,10 @@ class ClusterProcess implements Cluster {
   async workerPids(): Promise<number[]> {
     const { workers } = await this.status();
     return workers.map((worker) => worker.pid).filter((pid): pid is number => typeof pid === 'number');
+  }
+
+  workerLogFile(url: string): string {
+    return path.join(this.dir, 'logs', `worker-${new URL(url).port}.log`);
   }
 
   post(items: unknown, target?: string): Promise<HttpResult> {
@@ -365,6 +372,7 @@ class ClusterProcess implements Cluster {
         if (typeof body === 'object' && body !== null) this.#record(body);
         const workers = typeof body === 'object' && body !== null && Array.isArray(body.workers) ? body.workers : undefined;
         if (result.status === 200 && workers !== undefined && workers.length >= this.workerUrls.length && workers.every((worker) => worker.state === 'up')) {
+          this.#startMs ??= performance.now() - this.#spawnedAt;
           return;
         }
         last = `GET / answered ${result.status}: ${JSON.stringify(body)}`;
@@ -372,7 +380,7 @@ class ClusterProcess implements Cluster {
         last = err instanceof Error ? `${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ''}` : String(err);
       }
       if (Date.now() >= deadline) throw new Error(`the cluster was not up after ${timeoutMs} ms; last: ${last}`);
-      await sleep(100);
+      await sleep(this.#options.readyPollMs ?? READY_POLL_MS);
     }
   }
 
@@ -380,18 +388,17 @@ class ClusterProcess implements Cluster {
     const child = this.#child;
     const exit = this.#exit;
     if (child === undefined || exit === undefined) return null;
-    if (this.#exitInfo === undefined && child.pid !== undefined) {
-      try {
-        process.kill(options.group === true ? -child.pid : child.pid, signal);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-      }
+    if (this.#exitInfo === undefined) {
       const timeoutMs = options.timeoutMs ?? STOP_TIMEOUT_MS;
-      const timer = sleep(timeoutMs, 'timeout' as const, { ref: false });
-      if ((await Promise.race([exit, timer])) === 'timeout') {
-        this.#append(`\n[harness] the coordinator did not exit within ${timeoutMs} ms of ${signal}: SIGKILL\n`);
-        this.killEverythingSync(false);
-      }
+      await stopProcess(child, {
+        signal,
+        group: options.group,
+        timeoutMs,
+        kill: () => {
+          this.#append(`\n[harness] the coordinator did not exit within ${timeoutMs} ms of ${signal}: SIGKILL\n`);
+          this.killEverythingSync(false);
+        },
+      });
     }
     return (await exit).code;
   }
@@ -418,7 +425,7 @@ class ClusterProcess implements Cluster {
       const leftover = pids.filter(isAlive);
       if (leftover.length > 0) throw new Error(`cleanup: processes ${leftover.join(', ')} of ${this.dir} survived SIGKILL`);
     } finally {
-      this.#removeDir();
+      if (this.#options.keepDir !== true) this.#removeDir();
       clusters.delete(this);
     }
   }
@@ -442,7 +449,7 @@ class ClusterProcess implements Cluster {
         // Gone already.
       }
     }
-    if (removeDir) this.#removeDir();
+    if (removeDir && this.#options.keepDir !== true) this.#removeDir();
     return [...targets];
   }
 
@@ -453,13 +460,7 @@ class ClusterProcess implements Cluster {
       const stat = procStat(pid);
       if (stat === undefined ? isAlive(pid) : stat.state !== 'Z' && (start === undefined || stat.start === start)) found.add(pid);
     }
-    let entries: string[];
-    try {
-      entries = fs.readdirSync('/proc');
-    } catch {
-      return [...found];
-    }
-    const marker = Buffer.from(`${MARKER}=${this.#token}\0`);
+    const marker = `${MARKER}=${this.#token}`;
     // A coordinator's group (and session) id is its pid. The id cannot be reused while the
     // group has members; once it is empty, a new process may get that pid and lead an
     // unrelated group, so a group counts only while its leader is gone or is still ours.
@@ -468,9 +469,7 @@ class ClusterProcess implements Cluster {
       const leader = procStat(coordinator.pid);
       if (leader === undefined || (coordinator.start !== undefined && leader.start === coordinator.start)) groups.add(coordinator.pid);
     }
-    for (const entry of entries) {
-      if (!/^\d+$/.test(entry)) continue;
-      const pid = Number(entry);
+    for (const pid of allPids()) {
       if (pid === process.pid || found.has(pid)) continue;
       const stat = procStat(pid);
       if (stat === undefined || stat.state === 'Z') continue;
@@ -509,61 +508,10 @@ class ClusterProcess implements Cluster {
 
   #removeDir(): void {
     this.#removed = true;
-    try {
-      fs.rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 });
-    } catch {
-      // Best effort; a test that cares checks the folder itself.
-    }
-  }
-}
-
-interface ProcStat {
-  readonly state: string;
-  readonly ppid: number;
-  readonly pgrp: number;
-  readonly session: number;
-  /** Start time in clock ticks since boot: with the pid, it names one process for good. */
-  readonly start: number;
-}
-
-/** Fields of /proc/<pid>/stat, or undefined when there is no such process (or no /proc). */
-function procStat(pid: number): ProcStat | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0]!, ppid: Number(fields[1]), pgrp: Number(fields[2]), session: Number(fields[3]), start: Number(fields[19]) };
-}
-
-/** True when `pid` is a Node.js process started with `entry` in its environment. */
-function hasEnvironment(pid: number, entry: Buffer): boolean {
-  try {
-    // Only Node.js processes can be ours: leave every other process's environment unread.
-    const argv0 = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
-    if (argv0 !== process.execPath && !/(^|\/)node(js)?[\d.]*$/.test(argv0)) return false;
-    const environ = fs.readFileSync(`/proc/${pid}/environ`);
-    return environ.indexOf(entry) === 0 || environ.indexOf(Buffer.concat([Buffer.from([0]), entry])) !== -1;
-  } catch {
-    return false;
+    removeTempDir(this.dir);
   }
 }
 
 function tail(text: string, length: number): string {
   return text.length <= length ? text : `...${text.slice(-length)}`;
-}
-
-function findRepoRoot(from: string): string {
-  for (let dir = from; ; dir = path.dirname(dir)) {
-    try {
-      const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown };
-      if (pkg.name === 'countapp') return dir;
-    } catch {
-      // No package.json here: go up.
-    }
-    if (path.dirname(dir) === dir) throw new Error(`cannot find the countapp package.json above ${from}`);
-  }
 }

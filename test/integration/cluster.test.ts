@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tenantFilePath } from '../../shared/tenant-file-name.js';
 import { isAlive, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { generous, reportTiming } from '../helpers/slow-machine.js';
 
 afterEach(stopAllClusters);
 
@@ -59,6 +60,8 @@ describe('a real cluster', () => {
 
   it('converges on every worker within worker_persist plus a small margin', async () => {
     const persist = 1;
+    // The README promises worker_persist + 1 s; the bound allows for a loaded machine.
+    const promised = persist + 1;
     const cluster = await startCluster({ workers: 4, config: { worker_persist: persist } });
     const samples: number[] = [];
     for (let i = 0; i < 5; i++) {
@@ -66,12 +69,11 @@ describe('a real cluster', () => {
       const writer = cluster.workerUrls[i % cluster.workerUrls.length]!;
       expect((await cluster.post([{ id: 'x', tenant }], writer)).status).toBe(200);
       const acked = Date.now();
-      await converge(cluster, tenant, 1, (persist + 5) * 1000);
+      await converge(cluster, tenant, 1, (generous(promised) + 5) * 1000);
       samples.push((Date.now() - acked) / 1000);
     }
-    console.log(`convergence after the 200 (worker_persist ${persist} s): ${samples.map((s) => s.toFixed(2)).join(', ')} s`);
-    // The README states a 1 s margin measured on an idle machine; the test allows for a loaded CI box.
-    expect(Math.max(...samples)).toBeLessThan(persist + 3);
+    reportTiming(`convergence on all 4 workers after the 200 (worker_persist ${persist} s)`, samples, promised, 's');
+    expect(Math.max(...samples)).toBeLessThan(generous(promised));
   });
 
   it('adds a worker when the config gains one, and removes one gracefully after it persisted', async () => {

@@ -9,6 +9,7 @@ import { shardLockTarget, shardOf } from '../../worker/store/shards.js';
 import { parseTenantLines } from '../../worker/store/tenant-file-format.js';
 import { isAlive, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { freePorts } from '../helpers/ports.js';
+import { generous, reportTiming } from '../helpers/slow-machine.js';
 
 const HOLD_LOCK = fileURLToPath(new URL('../fixtures/hold-lock.mjs', import.meta.url));
 const cleanups: (() => void)[] = [];
@@ -39,7 +40,10 @@ const batch = (tenant: string, n: number, prefix = 'id') => Array.from({ length:
 describe('durability', () => {
   it('a lock left by a SIGKILLed holder blocks the tenant no longer than the stale timeout, and no id is lost', async () => {
     const stale = 2;
-    const cluster = await startCluster({ workers: 2, config: { worker_persist: 1, lock_stale: stale } });
+    const persist = 1;
+    // Stale after `stale` s, taken over at the next persist round, plus a second for that persist.
+    const promised = stale + persist + 1;
+    const cluster = await startCluster({ workers: 2, config: { worker_persist: persist, lock_stale: stale } });
     const file = tenantFilePath(path.join(cluster.dir, 'db'), 'contended');
     const lock = shardLockTarget(path.join(cluster.dir, 'db'), shardOf('contended'));
     // A holder that died mid-append left a torn line, and its lock, behind.
@@ -54,10 +58,10 @@ describe('durability', () => {
     expect((await cluster.post(batch('contended', 100, 'during'))).status).toBe(200);
     holder.kill('SIGKILL');
     const killed = Date.now();
-    await waitFor(() => idsInFile(file).size === 110, (stale + 10) * 1000, 'the ids posted meanwhile to reach the file');
+    await waitFor(() => idsInFile(file).size === 110, (generous(promised) + 5) * 1000, 'the ids posted meanwhile to reach the file');
     const blocked = (Date.now() - killed) / 1000;
-    console.log(`tenant writable again ${blocked.toFixed(2)} s after its lock holder was SIGKILLed (stale ${stale} s, persist 1 s)`);
-    expect(blocked).toBeLessThan(stale + 1 + 3);
+    reportTiming(`tenant written again after its lock holder was SIGKILLed (lock_stale ${stale} s, worker_persist ${persist} s)`, blocked, promised, 's');
+    expect(blocked).toBeLessThan(generous(promised));
     await everyWorkerCounts(cluster, 'contended', 110, 5_000);
     expect(existsSync(`${lock}.lock`)).toBe(false);
   });

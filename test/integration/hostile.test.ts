@@ -1,10 +1,11 @@
 /**
  * Hostile input against one real cluster (a coordinator and two workers with small
- * limits): every bad request gets the status DESIGN.md names, a JSON error
+ * limits): every bad request gets the status the README's error table names, a JSON error
  * `{"error": {"code", "message", "id"}}` whose id finds its log line, never a stack trace
  * or HTML, and nothing of a refused batch is stored. Every input goes to the coordinator
  * and, where a worker would see it too, straight to a worker (workers validate as well).
- * The last test checks that the cluster survived all of it.
+ * Each test stands alone (any one can run by itself, in any order); after whichever ran,
+ * `afterAll` checks that the cluster survived them and that no refused batch surfaced later.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -31,7 +32,13 @@ beforeAll(async () => {
   initialPids = (await cluster.workerPids()).sort((a, b) => a - b);
 });
 
-afterAll(stopAllClusters);
+afterAll(async () => {
+  try {
+    await expectSurvived(initialPids, 0, freshTenants);
+  } finally {
+    await stopAllClusters();
+  }
+});
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -262,6 +269,25 @@ function expectCount(answer: Answer, expected: number, where: string): void {
   expect(answer.status, context).toBe(200);
   expect(answer.contentType ?? '', context).toMatch(/^application\/json\s*(;|$)/i);
   expect(JSON.parse(answer.text), context).toEqual({ count: expected });
+}
+
+/**
+ * The cluster survived: every worker up with the same pid as at `pids`, restarted no more
+ * than `restarts` times in all, the coordinator running, nothing written outside db/ and
+ * logs/, and none of the `refused` tenants counted on any worker (a refused batch must not
+ * surface later either, e.g. at a persist).
+ */
+async function expectSurvived(pids: readonly number[], restarts: number, refused: readonly string[]): Promise<void> {
+  const status = await cluster.status();
+  expect(status.workers).toHaveLength(2);
+  for (const worker of status.workers) expect(worker.state, JSON.stringify(worker)).toBe('up');
+  expect(status.workers.reduce((sum, worker) => sum + worker.restarts, 0), JSON.stringify(status.workers)).toBe(restarts);
+  expect((await cluster.workerPids()).sort((a, b) => a - b)).toEqual(pids);
+  expect(cluster.exited).toBeUndefined();
+  for (const tenant of refused) {
+    for (const url of cluster.workerUrls) expect(await cluster.count(tenant, url), `${tenant} on ${url}`).toBe(0);
+  }
+  expectOnlyClusterFiles();
 }
 
 /** A JSON string literal, as a client would write it (`\uXXXX` escapes kept verbatim). */
@@ -522,6 +548,48 @@ describe('hostile input against a real cluster', () => {
     await refusedBatch(`control-${label}`, (t) => `[{"id":"ok-0","tenant":${q(t)}},{"id":"ok-1","tenant":${q(t)}},${bad(t)},${bad(t)}]`, { status: 400, code: 'invalid_item', index: 2 });
   });
 
+  it('18. right after hostile input, a valid batch at the limits is counted exactly, and the cluster survived it: every worker up, none restarted', async () => {
+    const pidsBefore = (await cluster.workerPids()).sort((a, b) => a - b);
+    const restartsBefore = (await cluster.status()).workers.reduce((sum, worker) => sum + worker.restarts, 0);
+    // Its own hostile input, so it does not depend on the tests before it.
+    const refusedHere = freshTenants.length;
+    await refusedBatch('survivor-not-json', (t) => `[{"id":"ok-0","tenant":${q(t)}},{"id":`, { status: 400, code: 'invalid_json' });
+    await refusedBatch('survivor-bad-item', (t) => JSON.stringify([...validItems(t), { id: 7, tenant: t }]), { status: 400, code: 'invalid_item', index: 2 });
+    for (const target of targets()) {
+      const tenant = fresh(`survivor-chunked-${target.name}`);
+      const body = paddedBatch(tenant, 2 * LIMITS.max_body_bytes);
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < body.length; at += 8192) chunks.push(body.subarray(at, at + 8192));
+      const where = `${target.name} POST /items (survivor, chunked, ${body.length} bytes)`;
+      await expectError(await rawRequest(target.url, { method: 'POST', path: '/items', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, chunks }), { status: 413, code: 'body_too_large' }, where);
+    }
+    for (const url of cluster.workerUrls) {
+      await expectError(await send(url, '/kill', { method: 'POST', headers: { 'x-countapp-secret': 'wrong' } }), { status: 403, code: 'forbidden' }, `${url} POST /kill (survivor)`);
+    }
+
+    const tenant = `survivor-${'s'.repeat(LIMITS.max_tenant_length - 9)}`;
+    expect(tenant.length).toBe(LIMITS.max_tenant_length);
+    const items = [
+      { id: 'a', tenant },
+      { id: 'b', tenant },
+      { id: 'a', tenant }, // a duplicate: counted once
+      { id: 'i'.repeat(LIMITS.max_id_length), tenant }, // exactly at the limit
+      { id: 'é✓𝄞', tenant }, // non-ASCII, well-formed
+    ];
+    const answer = await postRaw(cluster.url, JSON.stringify(items));
+    expect(answer.status, answer.text).toBe(200);
+    expect(JSON.parse(answer.text)).toEqual({ accepted: items.length });
+    await cluster.waitFor(async () => {
+      const counts = await Promise.all(cluster.workerUrls.map((url) => cluster.count(tenant, url)));
+      return counts.every((count) => count === 4);
+    }, CONVERGE_TIMEOUT_MS, `every worker to count 4 for ${tenant}`);
+    expect(await cluster.count(tenant)).toBe(4);
+    expectCount(await send(cluster.url, `/items/${encodeURIComponent(tenant)}/count`), 4, 'coordinator GET /items/{tenant}/count');
+
+    // Every worker persisted meanwhile (the survivor converged): none of this test's refused batches shows up anywhere.
+    await expectSurvived(pidsBefore, restartsBefore, freshTenants.slice(refusedHere));
+  });
+
   it('19. the worker control endpoint /kill: 401 without the secret, 403 with a wrong one; the worker keeps serving', async () => {
     const before = await cluster.status();
     for (const url of cluster.workerUrls) {
@@ -572,39 +640,4 @@ describe('hostile input against a real cluster', () => {
     }
   });
 
-  it('18. after all that, a valid batch still works and the cluster survived: every worker up, none restarted', async () => {
-    const tenant = `survivor-${'s'.repeat(LIMITS.max_tenant_length - 9)}`;
-    expect(tenant.length).toBe(LIMITS.max_tenant_length);
-    const items = [
-      { id: 'a', tenant },
-      { id: 'b', tenant },
-      { id: 'a', tenant }, // a duplicate: counted once
-      { id: 'i'.repeat(LIMITS.max_id_length), tenant }, // exactly at the limit
-      { id: 'é✓𝄞', tenant }, // non-ASCII, well-formed
-    ];
-    const answer = await postRaw(cluster.url, JSON.stringify(items));
-    expect(answer.status, answer.text).toBe(200);
-    expect(JSON.parse(answer.text)).toEqual({ accepted: items.length });
-    await cluster.waitFor(async () => {
-      const counts = await Promise.all(cluster.workerUrls.map((url) => cluster.count(tenant, url)));
-      return counts.every((count) => count === 4);
-    }, CONVERGE_TIMEOUT_MS, `every worker to count 4 for ${tenant}`);
-    expect(await cluster.count(tenant)).toBe(4);
-    expectCount(await send(cluster.url, `/items/${encodeURIComponent(tenant)}/count`), 4, 'coordinator GET /items/{tenant}/count');
-
-    // Every worker persisted meanwhile (the survivor converged); none of the refused batches shows up anywhere.
-    for (const refused of freshTenants) {
-      for (const url of cluster.workerUrls) expect(await cluster.count(refused, url), `${refused} on ${url}`).toBe(0);
-    }
-
-    const status = await cluster.status();
-    expect(status.workers).toHaveLength(2);
-    for (const worker of status.workers) {
-      expect(worker.state, JSON.stringify(worker)).toBe('up');
-      expect(worker.restarts, JSON.stringify(worker)).toBe(0);
-    }
-    expect((await cluster.workerPids()).sort((a, b) => a - b)).toEqual(initialPids);
-    expect(cluster.exited).toBeUndefined();
-    expectOnlyClusterFiles();
-  });
 });

@@ -1,11 +1,30 @@
 import { describe, expect, it } from 'vitest';
 import { AppError, ERROR_CODES, errorBody, type ErrorCode } from '../../shared/errors.js';
+import { codeSpan, readmeTable } from '../helpers/readme.js';
+import { productSources, readSource } from '../helpers/sources.js';
 
 const CODES = Object.keys(ERROR_CODES) as ErrorCode[];
 
+/** Every code the product raises (`AppError('<code>'`), with the files that raise it. */
+function raisedCodes(): Map<string, string[]> {
+  const raised = new Map<string, string[]>();
+  for (const file of productSources()) {
+    if (file === 'shared/errors.ts') continue;
+    for (const match of readSource(file).matchAll(/AppError\(\s*'([^']*)'/g)) {
+      raised.set(match[1]!, [...(raised.get(match[1]!) ?? []), file]);
+    }
+  }
+  return raised;
+}
+
+/** The README's error table: code → the status it documents. */
+const documented = new Map(readmeTable(['status', 'code', 'when']).map(([status, code]) => [codeSpan(code!), Number(status)]));
+
 describe('ERROR_CODES', () => {
-  it('is not empty', () => {
-    expect(CODES.length).toBeGreaterThan(0);
+  it('holds exactly the codes the product raises: none unused, none raised without being registered', () => {
+    const raised = raisedCodes();
+    expect(CODES.filter((code) => !raised.has(code)), 'registered but never raised (AppError(\'<code>\') in coordinator/, worker/, shared/)').toEqual([]);
+    expect([...raised.keys()].filter((code) => !(code in ERROR_CODES)), 'raised but not registered').toEqual([]);
   });
 
   it.each(CODES)('%s has a 4xx/5xx status and a message', (code) => {
@@ -59,10 +78,12 @@ describe('AppError', () => {
     expect(new AppError('invalid_item', undefined, { index: 0 }).index).toBe(0);
   });
 
-  it.each(CODES)('can be built for %s', (code) => {
+  it.each(CODES)('%s builds the answer the README documents: its status, the registered message, the JSON body', (code) => {
     const err = new AppError(code);
-    expect(err.status).toBe(ERROR_CODES[code].status);
+    expect(documented.has(code), `${code} is missing from the README's error table`).toBe(true);
+    expect(err.status).toBe(documented.get(code));
     expect(err.message).toBe(ERROR_CODES[code].message);
+    expect(JSON.parse(JSON.stringify(errorBody(err, 'log-id')))).toStrictEqual({ error: { code, message: ERROR_CODES[code].message, id: 'log-id' } });
   });
 });
 
