@@ -3,7 +3,9 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, parseConfig, type Config } from '../shared/config.js';
+import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { Logger } from '../shared/log.js';
+import { LockHeldError, ProcessLock, canonicalPath } from '../shared/process-lock.js';
 import { Coalescer } from './coalescer.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { Forwarder } from './forwarder.js';
@@ -14,6 +16,9 @@ import { Supervisor } from './supervisor.js';
  * `countapp [--config PATH]`: runs a cluster in the foreground. SIGINT or SIGTERM stops
  * it gracefully (every worker persists and exits); a second signal forces the exit.
  */
+
+/** The process lock a coordinator holds on its database for its whole life. */
+const CLUSTER_LOCK = 'cluster';
 
 const USAGE = `Usage: countapp [--config PATH]
 
@@ -52,9 +57,18 @@ async function main(): Promise<void> {
     throw new ConfigError(`cannot read the config file ${configFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, undefined, { cause: err });
   }
   let config: Config = parseConfig(text, path.dirname(configFile), (message) => log.warn(message));
+  // One cluster per database, decided before anything in it is touched (see ProcessLock).
+  let clusterLock: ProcessLock;
+  try {
+    clusterLock = await ProcessLock.acquire(config.database, CLUSTER_LOCK, { pid: process.pid, role: 'coordinator', detail: `port ${config.port}` });
+  } catch (err) {
+    if (!(err instanceof LockHeldError)) throw err;
+    const holder = err.holder === undefined ? 'another process' : `coordinator pid ${err.holder.pid}${err.holder.detail === undefined ? '' : `, ${err.holder.detail}`}`;
+    throw new ConfigError(`the database ${canonicalPath(config.database)} is in use by another CountApp cluster (${holder}): stop that one, or give this one another \`database\``, 'database', { cause: err });
+  }
   for (const key of ['database', 'worker_logs'] as const) {
     try {
-      mkdirSync(config[key], { recursive: true });
+      mkdirSync(config[key], { recursive: true, mode: DATA_DIR_MODE });
     } catch (err) {
       throw new ConfigError(`cannot create \`${key}\` folder ${config[key]} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, key, { cause: err });
     }
@@ -116,6 +130,7 @@ async function main(): Promise<void> {
           log.error(`while stopping the ${name}`, err);
         }
       }
+      await clusterLock.release();
       log.info('stopped');
       process.exit(0);
     })();

@@ -37,11 +37,15 @@ export interface Lock extends HeldLock {
 /**
  * Takes the lock of `file`. With `wait: false` it fails at once (LockBusyError) unless
  * the lock is free or stale; `maxWaitMs` caps the wait below its default (twice the stale
- * time). Prefer `withLock`; this is for locks held across steps.
+ * time); `onCompromised` is told when another process takes the lock over (we failed
+ * to refresh it in time). Prefer `withLock`; this is for locks held across steps.
  */
-export async function acquireLock(file: string, staleMs: number, options: { wait?: boolean; maxWaitMs?: number } = {}): Promise<Lock> {
+export async function acquireLock(file: string, staleMs: number, options: { wait?: boolean; maxWaitMs?: number; onCompromised?: () => void } = {}): Promise<Lock> {
   let compromised = false;
-  const lockOpts = lockOptions(staleMs, Math.min(options.maxWaitMs ?? Infinity, 2 * staleMs), () => { compromised = true; });
+  const lockOpts = lockOptions(staleMs, Math.min(options.maxWaitMs ?? Infinity, 2 * staleMs), () => {
+    compromised = true;
+    options.onCompromised?.();
+  });
   if (options.wait === false || (options.maxWaitMs !== undefined && options.maxWaitMs <= 0)) lockOpts.retries = 0;
   try {
     const release = await lockfile.lock(file, lockOpts);

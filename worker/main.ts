@@ -33,6 +33,10 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 const ADOPTION_WAIT_MS = 60_000;
 /** What a stopping worker keeps of `kill_timeout` for itself: the rest is for persisting. */
 const STOP_MARGIN_MS = 1500;
+/** How long a restarted worker waits to learn the membership before persisting what its log kept anyway. */
+const MEMBERSHIP_WAIT_MS = 3000;
+/** How long requests still under way get once the worker has persisted and let go of its locks. */
+const EXIT_GRACE_MS = 500;
 /** A hand-over to another worker may take this long before the ids are written here instead. */
 const HANDOFF_TIMEOUT_MS = 5000;
 
@@ -111,13 +115,14 @@ async function main(): Promise<void> {
     workerId,
     log,
     secret: () => secret,
-    lockStaleMs: () => config.lock_stale * 1000,
+    lockStaleMs: config.lock_stale * 1000,
+    thread: true,
     sync: () => config.durability === 'fsync',
     handoffTimeoutMs: () => Math.min(HANDOFF_TIMEOUT_MS, config.forward_timeout * 1000),
   });
   store.setMembers(init.members);
   const adopter = new WalAdopter({ database, walRoot, selfId: workerId, log });
-  persister = new Persister({ wal, pending, store, adopter, log, intervalMs: config.worker_persist * 1000, phase: init.phase });
+  persister = new Persister({ wal, pending, store, adopter, log, intervalMs: config.worker_persist * 1000, phase: 0 });
   const rounds = persister;
 
   let server: WorkerServer | undefined;
@@ -142,8 +147,8 @@ async function main(): Promise<void> {
     if (exiting) return;
     exiting = true;
     const { persisted } = await drain(reason);
-    await server?.close();
-    await store.close().catch(() => {});
+    // The shard locks first: whatever happens next, a stop never leaves one behind.
+    await store.close().catch((err: unknown) => log.error('could not let go of the shard locks', err));
     await wal.close();
     // Hand-overs taken after the last round are in the log: keep it then.
     if (persisted && pending.ids === 0) {
@@ -155,6 +160,8 @@ async function main(): Promise<void> {
     }
     await walLock.release();
     log.info(persisted ? 'stopped; everything persisted' : 'stopped; the write-ahead log keeps the rest');
+    // Requests still under way can no longer be logged: a moment to answer them, no more.
+    await server?.close(EXIT_GRACE_MS);
     process.exit(0);
   };
 
@@ -191,8 +198,16 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   persister.start();
-  // What the last run left is persisted now rather than a whole interval later.
-  if (leftover.length > 0) persister.persistNow().catch((err: unknown) => log.error('persisting the recovered ids failed; the next round retries', err));
+  // What the last run left is persisted now rather than a whole interval later — once this
+  // worker knows the membership (the coordinator sends it as soon as this one is live), so
+  // the ids go to the workers that write their tenants' files.
+  let recovered = leftover.length > 0;
+  const persistRecovered = (): void => {
+    if (!recovered) return;
+    recovered = false;
+    rounds.persistNow().catch((err: unknown) => log.error('persisting the recovered ids failed; the next round retries', err));
+  };
+  if (recovered) setTimeout(persistRecovered, MEMBERSHIP_WAIT_MS).unref();
   log.info(`listening on ${host}:${spec.port} (durability: ${config.durability}, persist every ${config.worker_persist} s)`);
   send({ type: 'ready', url: spec.url });
 
@@ -200,9 +215,11 @@ async function main(): Promise<void> {
     if (!isCoordinatorMessage(message)) return;
     if (message.type === 'members') {
       store.setMembers(message.members);
+      if (message.members.some((member) => member.id === workerId)) persistRecovered();
     } else if (message.type === 'config') {
       config = { ...message.config, database: config.database };
       rounds.setInterval(config.worker_persist * 1000);
+      store.setStaleMs(config.lock_stale * 1000);
       wal.setDurability(config.durability);
     }
   });

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.js';
 import { describeDiskError } from './disk-error.js';
 import type { Pending } from './pending.js';
@@ -27,14 +28,40 @@ export interface PersisterOptions {
   readonly adopter: WalAdopter;
   readonly log: Logger;
   readonly intervalMs: number;
-  /** This worker's place (0..1) in the interval, so the workers of a cluster take turns. */
+  /**
+   * Where in the interval (0..1) this worker persists. Every worker of a cluster uses the
+   * same: each owner then receives the others' ids at once (see HANDOFF_GATHER_MS).
+   */
   readonly phase: number;
+}
+
+/** Waits for `work` until `stopBy` (epoch ms) at the latest; true when it settled in time. */
+async function settledBy(work: Promise<unknown>, stopBy: number | undefined): Promise<boolean> {
+  if (stopBy === undefined) {
+    await work.catch(() => {});
+    return true;
+  }
+  const timer = new AbortController();
+  const outcome = await Promise.race([
+    work.then(() => true, () => true),
+    sleep(Math.max(0, stopBy - Date.now()), false, { signal: timer.signal }).catch(() => false),
+  ]);
+  timer.abort();
+  return outcome;
 }
 
 /** A re-logged write-ahead log record is kept below this size. */
 const RECORD_BYTES = 1024 * 1024;
 /** How often a lost write-ahead log is tried again. */
 const RECOVER_RETRY_MS = 500;
+/** A round that left tenants unpersisted (a lock held by a worker that just died, a full disk) is retried after this, doubling up to the interval. */
+const FIRST_RETRY_MS = 1000;
+/**
+ * Hand-overs arriving this close together are merged in one pass: every worker persists
+ * at the same moment of the interval, so an owner gets the others' ids all at once and
+ * writes each tenant file once per interval, however many workers there are.
+ */
+export const HANDOFF_GATHER_MS = 25;
 
 /**
  * Moves acknowledged ids from the worker's memory and write-ahead log into the store.
@@ -73,6 +100,9 @@ export class Persister {
   #soon: { tenants: Set<string>; visible: boolean; done: Promise<Set<string>> } | undefined;
   #recovering: Promise<void> | undefined;
   #lastRound: RoundResult | undefined;
+  /** After a round that left tenants unpersisted, the next comes this soon (doubling up to the interval). */
+  #retryMs = FIRST_RETRY_MS;
+  #retryTimer: NodeJS.Timeout | undefined;
 
   constructor(options: PersisterOptions) {
     this.#wal = options.wal;
@@ -195,7 +225,7 @@ export class Persister {
     const wanted = [...tenants];
     if (this.#soon === undefined) {
       const soon = { tenants: new Set<string>(), visible: false, done: undefined as unknown as Promise<Set<string>> };
-      soon.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      soon.done = new Promise<void>((resolve) => setTimeout(resolve, options.visible ? 0 : HANDOFF_GATHER_MS)).then(() => {
         this.#soon = undefined;
         return this.flush(soon.tenants, { visible: soon.visible });
       });
@@ -249,11 +279,14 @@ export class Persister {
       await Promise.allSettled(flushesBefore);
       await Promise.allSettled([...this.#relogs]);
       let checkpointed = true;
-      try {
-        await this.#store.checkpoint();
-      } catch (err) {
+      const checkpoint = this.#store.checkpoint();
+      checkpoint.catch((err: unknown) => {
         checkpointed = false;
         this.#log.error(`could not fsync what was persisted: ${describeDiskError(err)}. The write-ahead log keeps it; retrying next round.`, err);
+      });
+      if (!(await settledBy(checkpoint, stopBy))) {
+        checkpointed = false;
+        this.#log.warn('the worker is stopping before its files were fsynced: the write-ahead log keeps what they hold');
       }
       const safe = checkpointed && this.#relogFailures === relogFailuresBefore;
       if (safe && sealed !== undefined) {
@@ -273,10 +306,28 @@ export class Persister {
         this.#log.info(`persisted ${ids - idCount(failed)} id(s) of ${snapshot.size - failed.size} tenant(s) in ${ms.toFixed(1)} ms${failed.size > 0 ? `; ${failed.size} tenant(s) failed and stay pending` : ''}`);
       }
       this.#lastRound = result;
+      this.#retrySoon(failed.size > 0);
       return result;
     } finally {
       this.#inFlight.delete(snapshot);
     }
+  }
+
+  /** Schedules an extra round when this one left tenants behind, sooner than the next interval. */
+  #retrySoon(needed: boolean): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (!needed) {
+      this.#retryMs = FIRST_RETRY_MS;
+      return;
+    }
+    if (this.#closing !== undefined || this.#retryMs >= this.#intervalMs) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.persistNow().catch((err: unknown) => this.#log.error('persist round failed', err));
+    }, this.#retryMs);
+    this.#retryTimer.unref();
+    this.#retryMs = Math.min(this.#retryMs * 2, this.#intervalMs);
   }
 
   /**
@@ -286,9 +337,10 @@ export class Persister {
    */
   close(stopBy?: number): Promise<RoundResult> {
     clearTimeout(this.#timer);
+    clearTimeout(this.#retryTimer);
     this.#timer = undefined;
     this.#closing ??= (async () => {
-      await Promise.allSettled([...this.#flushes]);
+      await settledBy(Promise.allSettled([...this.#flushes]), stopBy);
       return this.persistNow(stopBy);
     })();
     return this.#closing;

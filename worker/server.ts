@@ -37,8 +37,8 @@ export interface WorkerServer {
   listen(port: number, host: string): Promise<void>;
   /** From now on answer client requests 503 + Connection: close (hand-overs from other workers are still taken). */
   beginShutdown(): void;
-  /** Stop listening and wait (bounded) for requests under way. */
-  close(): Promise<void>;
+  /** Stop listening and wait (at most `graceMs`) for requests under way. */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Requests under way get this long after shutdown began (they wait on the write-ahead log). */
@@ -201,9 +201,9 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     server,
     listen: (port, host) => listen(server, port, host),
     beginShutdown: () => { shuttingDown = true; },
-    close: () => {
+    close: (graceMs = CLOSE_GRACE_MS) => {
       shuttingDown = true;
-      closing ??= closeServer(server, CLOSE_GRACE_MS, log);
+      closing ??= closeServer(server, graceMs, log);
       return closing;
     },
   };

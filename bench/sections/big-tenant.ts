@@ -131,7 +131,7 @@ async function inProcess(ctx: Context, profile: Profile): Promise<{ rows: Row[];
     const database = path.join(dir, 'db');
     fs.mkdirSync(database);
     const make = (name: string): FileStore => new FileStore({
-      database, workerId: name, log: new Logger(name), secret: () => '', lockStaleMs: () => 5000, sync: () => true, handoffTimeoutMs: () => 5000,
+      database, workerId: name, log: new Logger(name), secret: () => '', lockStaleMs: 5000, sync: () => true, handoffTimeoutMs: () => 5000,
     });
     const writer = make('bench-a');
     const reader = make('bench-b');

@@ -9,7 +9,7 @@ import { Persister } from '../../worker/persister.js';
 import { FileStore } from '../../worker/store/files.js';
 import { DeadlineError, Merger } from '../../worker/store/merger.js';
 import { TenantFiles } from '../../worker/store/tenant-files.js';
-import { acquireLock } from '../../shared/locks.js';
+import { ShardLocks } from '../../worker/store/shard-locks.js';
 import { locksFolder, shardLockTarget, shardOf } from '../../worker/store/shards.js';
 import { WalAdopter } from '../../worker/wal-adopter.js';
 import { Wal, asRecord, listSegments } from '../../worker/wal.js';
@@ -25,9 +25,8 @@ afterEach(() => {
   rmSync(db, { recursive: true, force: true });
 });
 
-function merger(files = new TenantFiles(db, log)): Merger {
-  mkdirSync(locksFolder(db), { recursive: true });
-  return new Merger({ files, database: db, log, lockShard: (shard, maxWaitMs) => acquireLock(shardLockTarget(db, shard), 2000, { maxWaitMs }) });
+function merger(files = new TenantFiles(db, log), locks = new ShardLocks({ database: db, staleMs: () => 2000, onLost: () => {} })): Merger {
+  return new Merger({ files, locks, log });
 }
 
 /** A worker's persisting parts over `db`, with no other worker: it writes every tenant itself. */
@@ -37,7 +36,7 @@ async function worker(id = 'worker-1'): Promise<{ pending: Pending; wal: Wal; st
   const walFolder = path.join(walRoot, id);
   let persister: Persister | undefined;
   const wal = await Wal.open(walFolder, { durability: 'fsync', unpersisted: () => persister!.unpersistedRecords() });
-  const store = new FileStore({ database: db, workerId: id, log, secret: () => 's', lockStaleMs: () => 2000, sync: () => true, handoffTimeoutMs: () => 1000 });
+  const store = new FileStore({ database: db, workerId: id, log, secret: () => 's', lockStaleMs: 2000, sync: () => true, handoffTimeoutMs: () => 1000 });
   persister = new Persister({ wal, pending, store, adopter: new WalAdopter({ database: db, walRoot, selfId: id, log }), log, intervalMs: 60_000, phase: 0 });
   return { pending, wal, store, persister, walFolder };
 }
@@ -68,6 +67,22 @@ describe('Merger', () => {
     expect(outcome.failed.get(bad)!.ids).toEqual(['x']);
     expect(String(outcome.failed.get(bad)!.error)).toMatch(/bad\.json is a directory/);
     expect(new TenantFiles(db, log).count(sameShard)).toBe(1);
+  });
+
+  it('keeps the locks of the shards it owns between passes, takes the others for one pass, and lets go of all on close', async () => {
+    const locks = new ShardLocks({ database: db, staleMs: () => 2000, onLost: () => {} });
+    const owned = shardOf('mine');
+    await locks.own([owned]);
+    const m = merger(new TenantFiles(db, log), locks);
+    await m.merge(new Map([['mine', ['1']], ['theirs', ['1']]]));
+    expect(locks.held).toBe(1);
+    expect(readdirSync(locksFolder(db))).toEqual([`${path.basename(shardLockTarget(db, owned))}.lock`]);
+    await locks.own([]); // the shard moved to another worker
+    expect(readdirSync(locksFolder(db))).toEqual([]);
+    await locks.own([owned]);
+    await m.merge(new Map([['mine', ['2']]]));
+    await locks.releaseAll();
+    expect(readdirSync(locksFolder(db))).toEqual([]);
   });
 
   it('gives up on what it has not begun once a stopping worker runs out of time', async () => {

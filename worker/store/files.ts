@@ -1,22 +1,17 @@
-import { mkdirSync } from 'node:fs';
-import { DATA_DIR_MODE } from '../../shared/data-modes.js';
-import { acquireLock } from '../../shared/locks.js';
 import type { Logger } from '../../shared/log.js';
-import { mapSettledLimit } from '../../shared/pool.js';
 import { describeDiskError } from '../disk-error.js';
-import { syncToDisk } from '../fsync.js';
 import { HandoffClient } from './handoff.js';
 import { idCount, type IdMap } from './id-map.js';
-import { Merger } from './merger.js';
+import { LocalMerges } from './local-merges.js';
+import type { MergeBackend } from './merge-backend.js';
 import { Ownership, type Member } from './ownership.js';
-import { locksFolder, shardLockTarget } from './shards.js';
+import { SHARDS } from './shards.js';
 import type { PersistOptions, Store, StoreStatus } from './store.js';
 import { TenantFiles } from './tenant-files.js';
+import { ThreadedMerges } from './threaded-merges.js';
 
-/** fdatasyncs under way at once in a checkpoint (the worker's thread pool has 16 threads). */
-const PARALLEL_SYNCS = 12;
-/** Tenants this worker stopped owning are forgotten (their ids dropped from memory) after this long without a merge. */
-const FORGET_AFTER_MS = 60_000;
+/** Failures whose message says all there is: a broken tenant path, a stop running out of time, a lock held elsewhere. */
+const EXPECTED_FAILURES = new Set(['TenantFileError', 'DeadlineError', 'LockBusyError']);
 
 export interface FileStoreOptions {
   readonly database: string;
@@ -24,12 +19,14 @@ export interface FileStoreOptions {
   readonly log: Logger;
   /** The cluster secret, for hand-overs to other workers. */
   readonly secret: () => string;
-  /** Current `lock_stale`, ms: read at every lock, so a config change applies at once. */
-  readonly lockStaleMs: () => number;
+  /** `lock_stale` now, ms (see setStaleMs for changes). */
+  readonly lockStaleMs: number;
   /** Whether checkpoints fsync (durability: fsync); asked each time. */
   readonly sync: () => boolean;
   /** How long a hand-over to another worker may take before this worker writes the ids itself. */
   readonly handoffTimeoutMs: () => number;
+  /** Write tenant files from a worker thread (a running worker) rather than this one (tests, benchmarks). @default false */
+  readonly thread?: boolean;
 }
 
 /**
@@ -44,12 +41,11 @@ export interface FileStoreOptions {
 export class FileStore implements Store {
   readonly kind = 'files';
   readonly #options: FileStoreOptions;
+  /** Read side only: counts. The tenant files are written by the merge backend. */
   readonly #files: TenantFiles;
-  readonly #merger: Merger;
+  readonly #merges: MergeBackend;
   readonly #ownership: Ownership;
   readonly #handoff: HandoffClient;
-  /** When each held tenant was last merged here, to forget the ones this worker no longer owns. */
-  readonly #mergedAt = new Map<string, number>();
   #handoffs = { sent: 0, failed: 0 };
 
   constructor(options: FileStoreOptions) {
@@ -57,18 +53,9 @@ export class FileStore implements Store {
     this.#files = new TenantFiles(options.database, options.log);
     this.#ownership = new Ownership(options.workerId);
     this.#handoff = new HandoffClient(options.secret);
-    mkdirSync(locksFolder(options.database), { recursive: true, mode: DATA_DIR_MODE });
-    this.#merger = new Merger({
-      files: this.#files,
-      database: options.database,
-      log: options.log,
-      lockShard: (shard, maxWaitMs) => acquireLock(shardLockTarget(options.database, shard), options.lockStaleMs(), { maxWaitMs }),
-    });
-  }
-
-  /** The tenant files themselves (tests and the status route read through it). */
-  get files(): TenantFiles {
-    return this.#files;
+    const backend = { database: options.database, log: options.log, staleMs: options.lockStaleMs };
+    this.#merges = options.thread === true ? new ThreadedMerges(backend) : new LocalMerges(backend);
+    this.#merges.own(this.#ownedShards());
   }
 
   async persist(map: IdMap, options: PersistOptions = {}): Promise<IdMap> {
@@ -114,52 +101,19 @@ export class FileStore implements Store {
 
   async #mergeHere(map: IdMap, options: PersistOptions, failed: IdMap): Promise<void> {
     if (map.size === 0) return;
-    const outcome = await this.#merger.merge(map, options.stopBy);
-    const now = Date.now();
-    for (const tenant of map.keys()) this.#mergedAt.set(tenant, now);
+    const outcome = await this.#merges.merge(map, options.stopBy);
     for (const [tenant, failure] of outcome.failed) failed.set(tenant, failure.ids);
     if (outcome.failed.size > 0) {
       const [tenant, first] = outcome.failed.entries().next().value!;
       const file = (first.error as { file?: string }).file ?? this.#files.pathOf(tenant);
-      this.#options.log.error(`could not persist ${outcome.failed.size} of ${map.size} tenant(s) (first: ${file}: ${describeDiskError(first.error)}); their ids stay in the write-ahead log and are retried next round`, first.error);
+      // Expected troubles are said in words; anything else keeps its stack for the log.
+      const detail = EXPECTED_FAILURES.has((first.error as Error).name) ? undefined : first.error;
+      this.#options.log.error(`could not persist ${outcome.failed.size} of ${map.size} tenant(s) (first: ${file}: ${describeDiskError(first.error)}); their ids stay in the write-ahead log and are retried shortly`, detail);
     }
   }
 
   async checkpoint(): Promise<void> {
-    const { files, folder } = this.#files.takeUnsynced();
-    if (!this.#options.sync()) return;
-    const results = await mapSettledLimit(files, PARALLEL_SYNCS, (file) => syncToDisk(file, 'file'));
-    const unsynced: string[] = [];
-    let failure: unknown;
-    results.forEach((result, i) => {
-      if (result.status === 'rejected') {
-        unsynced.push(files[i]!);
-        failure ??= result.reason;
-      }
-    });
-    let folderFailed = false;
-    if (folder) {
-      try {
-        await syncToDisk(this.#options.database, 'folder');
-      } catch (err) {
-        folderFailed = true;
-        failure ??= err;
-      }
-    }
-    if (failure !== undefined) {
-      this.#files.putBackUnsynced(unsynced, folderFailed);
-      throw failure;
-    }
-    this.#forgetOld();
-  }
-
-  /** Drops from memory the tenants another worker owns now and this one has not merged for a while. */
-  #forgetOld(): void {
-    const cutoff = Date.now() - FORGET_AFTER_MS;
-    const dropped = this.#files.forget((tenant) => this.#ownership.owns(tenant) || (this.#mergedAt.get(tenant) ?? 0) > cutoff);
-    if (dropped > 0) {
-      for (const tenant of this.#mergedAt.keys()) if (!this.#ownership.owns(tenant) && this.#mergedAt.get(tenant)! <= cutoff) this.#mergedAt.delete(tenant);
-    }
+    await this.#merges.checkpoint(this.#options.sync());
   }
 
   async count(tenant: string): Promise<number> {
@@ -168,22 +122,30 @@ export class FileStore implements Store {
 
   setMembers(members: readonly Member[]): void {
     this.#ownership.setMembers(members);
+    this.#merges.own(this.#ownedShards());
     const urls = new Set(members.map((member) => member.url));
     this.#handoff.close((url) => urls.has(url)).catch(() => {});
   }
 
+  /** A new `lock_stale`: every process must use the same, so it applies at once. */
+  setStaleMs(ms: number): void {
+    this.#merges.setStaleMs(ms);
+  }
+
+  /** Shards whose locks this worker keeps: none while it knows no membership (then it writes everything, lock by lock). */
+  #ownedShards(): number[] {
+    if (this.#ownership.members.length === 0) return [];
+    const shards: number[] = [];
+    for (let shard = 0; shard < SHARDS; shard++) if (this.#ownership.ownsShard(shard)) shards.push(shard);
+    return shards;
+  }
+
   async repair(): Promise<void> {
-    mkdirSync(locksFolder(this.#options.database), { recursive: true, mode: DATA_DIR_MODE });
-    const vanished = this.#files.vanished();
-    if (vanished.length === 0) return;
-    this.#options.log.warn(`${vanished.length} tenant file(s) this worker writes were deleted or replaced: writing their ids back from memory`);
-    const failed: IdMap = new Map();
-    await this.#mergeHere(new Map(vanished.map((tenant) => [tenant, []])), {}, failed);
-    if (failed.size > 0) throw new Error(`${failed.size} tenant file(s) could not be written back yet`);
+    await this.#merges.repair();
   }
 
   status(): StoreStatus {
-    const held = this.#files.held();
+    const held = this.#merges.held();
     return {
       kind: this.kind,
       heldTenants: held.tenants,
@@ -195,7 +157,7 @@ export class FileStore implements Store {
   }
 
   async close(): Promise<void> {
-    await this.#merger.idle();
+    await this.#merges.close();
     await this.#handoff.close();
   }
 }

@@ -1,10 +1,8 @@
-import { mkdirSync } from 'node:fs';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { DATA_DIR_MODE } from '../../shared/data-modes.js';
-import type { Lock } from '../../shared/locks.js';
 import type { Logger } from '../../shared/log.js';
 import { addIdMap, type IdMap } from './id-map.js';
-import { locksFolder, shardOf } from './shards.js';
+import type { ShardLease, ShardLocks } from './shard-locks.js';
+import { shardOf } from './shards.js';
 import type { TenantFiles } from './tenant-files.js';
 
 /** What a merge did: ids new to their files, and the tenants it could not write (with why). */
@@ -15,9 +13,7 @@ export interface MergeOutcome {
 
 export interface MergerOptions {
   readonly files: TenantFiles;
-  readonly database: string;
-  /** Takes a shard's lock, waiting at most `maxWaitMs`. */
-  readonly lockShard: (shard: number, maxWaitMs: number | undefined) => Promise<Lock>;
+  readonly locks: ShardLocks;
   readonly log: Logger;
 }
 
@@ -32,6 +28,12 @@ interface Job {
  * being answered while a round writes thousands of tenant files.
  */
 export const SLICE_MS = 8;
+
+/**
+ * Shard locks waited for at once: a shard whose lock another worker holds (it owns the
+ * shard, or died holding it) holds up only its own tenants, not the whole pass.
+ */
+export const LOCK_LANES = 16;
 
 /** Gave up on a shard because the worker is stopping and its time is up; the ids stay in the write-ahead log. */
 export class DeadlineError extends Error {
@@ -108,50 +110,46 @@ export class Merger {
     const failed = new Map<string, { ids: string[]; error: unknown }>();
     let written = 0;
     let sliceStart = performance.now();
-    for (const [shard, tenants] of byShard) {
-      const fail = (error: unknown): void => {
-        for (const tenant of tenants) failed.set(tenant, { ids: map.get(tenant)!, error });
-      };
-      const remaining = stopBy === undefined ? undefined : stopBy - Date.now();
-      if (remaining !== undefined && remaining <= 0) {
-        fail(new DeadlineError('the worker is stopping and its time to persist is up'));
-        continue;
-      }
-      let lock: Lock;
-      try {
-        lock = await this.#lock(shard, remaining);
-      } catch (err) {
-        fail(err);
-        continue;
-      }
-      try {
-        for (const tenant of tenants) {
-          try {
-            written += files.mergeLocked(tenant, map.get(tenant)!);
-          } catch (err) {
-            failed.set(tenant, { ids: map.get(tenant)!, error: err });
-          }
+    const shards = [...byShard];
+    let next = 0;
+    /** One lane: takes the next shard, waits for its lock, writes its tenants (synchronously, so no other lane interleaves). */
+    const lane = async (): Promise<void> => {
+      while (next < shards.length) {
+        const [shard, tenants] = shards[next++]!;
+        const fail = (error: unknown): void => {
+          for (const tenant of tenants) failed.set(tenant, { ids: map.get(tenant)!, error });
+        };
+        const remaining = stopBy === undefined ? undefined : stopBy - Date.now();
+        if (remaining !== undefined && remaining <= 0) {
+          fail(new DeadlineError('the worker is stopping and its time to persist is up'));
+          continue;
         }
-        if (lock.compromised()) log.warn(`the lock of shard ${shard} was taken over while this worker appended; the files stay consistent (appends never overwrite)`);
-      } finally {
-        await lock.release();
+        let lease: ShardLease;
+        try {
+          lease = await this.#options.locks.lease(shard, remaining);
+        } catch (err) {
+          fail(err);
+          continue;
+        }
+        try {
+          for (const tenant of tenants) {
+            try {
+              written += files.mergeLocked(tenant, map.get(tenant)!);
+            } catch (err) {
+              failed.set(tenant, { ids: map.get(tenant)!, error: err });
+            }
+          }
+          if (lease.compromised()) log.warn(`the lock of shard ${shard} was taken over while this worker appended; the files stay consistent (appends never overwrite)`);
+        } finally {
+          await lease.done();
+        }
+        if (performance.now() - sliceStart >= SLICE_MS) {
+          await yieldToEventLoop();
+          sliceStart = performance.now();
+        }
       }
-      if (performance.now() - sliceStart >= SLICE_MS) {
-        await yieldToEventLoop();
-        sliceStart = performance.now();
-      }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(LOCK_LANES, shards.length) }, lane));
     return { written, failed };
-  }
-
-  async #lock(shard: number, maxWaitMs: number | undefined): Promise<Lock> {
-    try {
-      return await this.#options.lockShard(shard, maxWaitMs);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      // The lock folder (or the whole database) was deleted: make it again, once.
-      mkdirSync(locksFolder(this.#options.database), { recursive: true, mode: DATA_DIR_MODE });
-      return this.#options.lockShard(shard, maxWaitMs);
-    }
   }
 }

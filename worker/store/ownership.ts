@@ -68,4 +68,9 @@ export class Ownership {
   owns(tenant: string): boolean {
     return this.#owners[shardOf(tenant)] === undefined;
   }
+
+  /** True when this worker writes the files of `shard`'s tenants (all of them while no membership is known). */
+  ownsShard(shard: number): boolean {
+    return this.#owners[shard] === undefined;
+  }
 }

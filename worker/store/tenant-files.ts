@@ -19,8 +19,8 @@ export class TenantFileError extends Error {
 /** A tenant whose ids this worker holds because it writes the tenant's file (it owns the tenant's shard). */
 interface Loaded {
   readonly ids: Set<string>;
-  /** Inode of the file the ids were read from; 0 before the file exists. */
-  ino: number;
+  /** Identity of the file the ids were read from (see identityOf); '' before the file exists. */
+  identity: string;
   /** Bytes read and parsed: always just after a "\n". */
   consumed: number;
   /** File size when last looked at (more than `consumed` behind a torn line; NaN: look again). */
@@ -28,7 +28,7 @@ interface Loaded {
 }
 
 interface CachedCount {
-  readonly ino: number;
+  readonly identity: string;
   readonly size: number;
   readonly count: number;
 }
@@ -37,6 +37,14 @@ interface CachedCount {
 const MAX_CACHED_COUNTS = 100_000;
 const OPEN_READ = constants.O_RDONLY | constants.O_NOFOLLOW;
 const OPEN_APPEND = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
+
+/**
+ * What tells one file from another at the same path: the inode number alone is reused at
+ * once when a file is deleted and another created, so its birth time goes with it.
+ */
+function identityOf(info: Stats): string {
+  return `${info.ino}:${info.birthtimeMs}`;
+}
 
 function kindOf(info: Stats): string {
   if (info.isDirectory()) return 'a directory';
@@ -96,7 +104,7 @@ export class TenantFiles {
     for (const [name, tenant] of this.#loaded) {
       if (tenant.ids.size === 0) continue;
       const info = this.#lstat(name);
-      if (info === undefined || info.ino !== tenant.ino) names.push(name);
+      if (info === undefined || identityOf(info) !== tenant.identity || info.size < tenant.seen) names.push(name);
     }
     return names;
   }
@@ -118,9 +126,10 @@ export class TenantFiles {
     const info = this.#lstat(tenant);
     const loaded = this.#loaded.get(tenant);
     if (info === undefined) return loaded?.ids.size ?? 0; // deleted under us: our own ids until it is rewritten
-    if (loaded !== undefined && loaded.ino === info.ino && loaded.seen === info.size && loaded.consumed === info.size) return loaded.ids.size;
+    const id = identityOf(info);
+    if (loaded !== undefined && loaded.identity === id && loaded.seen === info.size && loaded.consumed === info.size) return loaded.ids.size;
     const cached = this.#counts.get(tenant);
-    if (cached !== undefined && cached.ino === info.ino && cached.size === info.size) return cached.count;
+    if (cached !== undefined && cached.identity === id && cached.size === info.size) return cached.count;
     const file = this.pathOf(tenant);
     const fd = this.#open(file, OPEN_READ);
     try {
@@ -129,7 +138,7 @@ export class TenantFiles {
       // A file of an earlier version: its lines carry no count, so count its ids once.
       count ??= new Set(parseTenantLines(readRange(fd, 0, now.size).toString('utf8')).ids).size;
       if (this.#counts.size >= MAX_CACHED_COUNTS) this.#counts.delete(this.#counts.keys().next().value!);
-      this.#counts.set(tenant, { ino: now.ino, size: now.size, count });
+      this.#counts.set(tenant, { identity: identityOf(now), size: now.size, count });
       return count;
     } finally {
       closeSync(fd);
@@ -162,7 +171,7 @@ export class TenantFiles {
     if (loaded === undefined) {
       loaded = this.#load(file, info);
       this.#loaded.set(tenant, loaded);
-    } else if (info === undefined ? loaded.ino !== 0 : info.ino !== loaded.ino || info.size < loaded.seen) {
+    } else if (info === undefined ? loaded.identity !== '' : identityOf(info) !== loaded.identity || info.size < loaded.seen) {
       // Deleted or replaced by hand: what we held must be in the new file too.
       const fresh = this.#load(file, info);
       for (const id of loaded.ids) if (!fresh.ids.has(id)) carried.push(id);
@@ -196,7 +205,7 @@ export class TenantFiles {
         let written = 0;
         while (written < data.length) written += writeSync(fd, data, written, data.length - written);
         if (size === 0) {
-          loaded.ino = fstatSync(fd).ino;
+          loaded.identity = identityOf(fstatSync(fd));
           this.#folderUnsynced = true;
         }
       } finally {
@@ -214,8 +223,8 @@ export class TenantFiles {
 
   /** Reads a whole tenant file into a new set (empty when there is no file). */
   #load(file: string, info: Stats | undefined): Loaded {
-    if (info === undefined) return { ids: new Set(), ino: 0, consumed: 0, seen: 0 };
-    const loaded: Loaded = { ids: new Set(), ino: info.ino, consumed: 0, seen: 0 };
+    if (info === undefined) return { ids: new Set(), identity: '', consumed: 0, seen: 0 };
+    const loaded: Loaded = { ids: new Set(), identity: identityOf(info), consumed: 0, seen: 0 };
     this.#catchUp(file, loaded);
     return loaded;
   }
@@ -225,8 +234,8 @@ export class TenantFiles {
     const fd = this.#open(file, OPEN_READ);
     try {
       const now = fstatSync(fd);
-      if (now.ino !== loaded.ino) {
-        loaded.ino = now.ino;
+      if (identityOf(now) !== loaded.identity) {
+        loaded.identity = identityOf(now);
         loaded.consumed = 0;
       }
       const bytes = readRange(fd, loaded.consumed, Math.max(0, now.size - loaded.consumed));
