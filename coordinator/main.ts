@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     markSuspect: (url) => supervisor.markSuspect(url),
   });
   const coalescer = new Coalescer({ forwarder, config });
-  const http = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => supervisor.workers() });
+  const http = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => supervisor.status() });
   try {
     await http.listen(config.port, config.host);
   } catch (err) {
