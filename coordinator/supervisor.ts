@@ -215,7 +215,8 @@ export class Supervisor {
       }
     }
     const before = this.#live;
-    if (live.length === before.length && live.every((spec, i) => spec === before[i])) return;
+    // A new config brings new spec objects for the same workers: that is no change.
+    if (live.length === before.length && live.every((spec, i) => sameSpec(spec, before[i]!))) return;
     this.#live = Object.freeze(live);
     if (this.#onLiveChange === undefined) return;
     try {
