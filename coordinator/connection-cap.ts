@@ -25,12 +25,14 @@ export function capConnections(server: Server, maxConnections: number, log: Logg
   let max = maxConnections;
   server.maxConnections = max;
   let dropped = 0;
+  /** The cap in force when the last refused connection came. */
+  let droppedAt = max;
   let failed = 0;
   let lastFailure = '';
   let quietUntil = 0;
 
   const report = (): void => {
-    if (dropped > 0) log.warn(`refused ${dropped} new connection(s): \`max_connections\` (${max}) were open`);
+    if (dropped > 0) log.warn(`refused ${dropped} new connection(s): \`max_connections\` (${droppedAt}) were open`);
     if (failed > 0) log.error(`could not accept ${failed} connection(s): ${lastFailure}`);
     dropped = 0;
     failed = 0;
@@ -48,6 +50,7 @@ export function capConnections(server: Server, maxConnections: number, log: Logg
 
   server.on('drop', () => {
     dropped += 1;
+    droppedAt = max;
     noted();
   });
   server.on('error', (err: NodeJS.ErrnoException) => {
