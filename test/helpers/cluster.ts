@@ -56,6 +56,11 @@ export interface ClusterOptions {
   readonly wait?: boolean;
   /** How long to wait for the cluster to be up. @default 30000 */
   readonly readyTimeoutMs?: number;
+  /**
+   * A command the coordinator runs under (it must exec the rest of its arguments, keeping
+   * the pid), e.g. `['prlimit', '--nofile=256:256', '--']` for a low open-file limit. @default []
+   */
+  readonly commandPrefix?: readonly string[];
 }
 
 export interface StopOptions {
@@ -143,7 +148,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     lock_stale: 2,
     ...override,
   };
-  const cluster = new ClusterProcess(dir, base);
+  const cluster = new ClusterProcess(dir, base, options.commandPrefix ?? []);
   clusters.add(cluster);
   try {
     cluster.writeConfig({});
@@ -210,6 +215,7 @@ class ClusterProcess implements Cluster {
   readonly dir: string;
   readonly configFile: string;
   readonly #base: Record<string, unknown>;
+  readonly #commandPrefix: readonly string[];
   #current: Record<string, unknown>;
   readonly #outFile: string;
   readonly #token: string;
@@ -224,7 +230,8 @@ class ClusterProcess implements Cluster {
   #cleanup: Promise<void> | undefined;
   #removed = false;
 
-  constructor(dir: string, base: Record<string, unknown>) {
+  constructor(dir: string, base: Record<string, unknown>, commandPrefix: readonly string[]) {
+    this.#commandPrefix = commandPrefix;
     this.dir = dir;
     this.configFile = path.join(dir, 'config.yaml');
     this.#outFile = path.join(dir, 'coordinator.out');
@@ -269,7 +276,8 @@ class ClusterProcess implements Cluster {
     if (this.#child !== undefined && this.#exitInfo === undefined) throw new Error('the coordinator is already running');
     if (this.#child !== undefined) this.#append(`\n--- restart ${new Date().toISOString()} ---\n`);
     this.#exitInfo = undefined;
-    const child = spawn(process.execPath, [COORDINATOR_ENTRY, '--config', this.configFile], {
+    const [command, ...args] = [...this.#commandPrefix, process.execPath, COORDINATOR_ENTRY, '--config', this.configFile];
+    const child = spawn(command!, args, {
       cwd: this.dir,
       env: { ...process.env, [MARKER]: this.#token },
       stdio: ['ignore', 'pipe', 'pipe'],
