@@ -39,6 +39,8 @@ export const SETTLE_MS = 100;
 /** A watcher that failed is made again after this, doubling up to WATCH_RETRY_MAX_MS while it keeps failing. */
 export const WATCH_RETRY_FIRST_MS = 500;
 export const WATCH_RETRY_MAX_MS = 10_000;
+/** A read or parse that failed for the coordinator's own lack of resources is tried again this soon, whatever `config_check` says. */
+export const RETRY_READ_MS = 1_000;
 
 /**
  * Keeps the last good config of one file: watches the file (chokidar) and also re-reads
@@ -62,6 +64,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   #watchRetryTimer: NodeJS.Timeout | undefined;
   #pollTimer: NodeJS.Timeout | undefined;
   #settleTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
   /** The reload running or queued; reloads run one at a time. */
   #reloads: Promise<void> = Promise.resolve();
   #reloadQueued = false;
@@ -111,6 +114,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     clearTimeout(this.#pollTimer);
     clearTimeout(this.#settleTimer);
     clearTimeout(this.#watchRetryTimer);
+    clearTimeout(this.#retryTimer);
     this.#pollTimer = undefined;
     this.#settleTimer = undefined;
     this.#watchRetryTimer = undefined;
@@ -220,6 +224,16 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     return this.#reloads;
   }
 
+  /** The file could not be judged for a passing reason (the coordinator's own EMFILE): read it again soon. */
+  #retrySoon(): void {
+    if (this.#closing || this.#retryTimer !== undefined) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#reload().catch(() => {});
+    }, RETRY_READ_MS);
+    this.#retryTimer.unref();
+  }
+
   /** Logs through `report` unless `key` is what was reported last. */
   #reportOnce(key: string, report: () => void): void {
     if (this.#reported === key) return;
@@ -242,6 +256,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
       } else {
         const own = ownResourceErrorCode(err);
         this.#reportOnce(`read ${code}`, () => this.#log.error(`cannot read ${this.#file} (${own === undefined ? code : describeOwnResourceError(own)}); keeping the last good config`));
+        if (own !== undefined) this.#retrySoon();
       }
       return;
     }
@@ -256,18 +271,24 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
       return;
     }
     this.#reported = undefined;
-    // Remembered before parsing, so a bad text is reported once, not at every re-read.
-    this.#lastText = text;
 
     const warnings: string[] = [];
     let next: Config;
     try {
       next = await parseConfigText(text, path.dirname(this.#file), (message) => warnings.push(message));
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
+      if (!(err instanceof ConfigError)) {
+        // Not a verdict on the text (no thread to parse it: the coordinator's own resources): judge it again soon.
+        this.#reportOnce('parse', () => this.#log.error(`cannot parse ${this.#file} now; keeping the last good config and trying again`, err));
+        this.#retrySoon();
+        return;
+      }
+      // Remembered, so a bad text is reported once, not at every re-read.
+      this.#lastText = text;
       this.#log.error(`${this.#name} rejected: ${err.message.replace(/[\s:]+$/, '')}; keeping the last good config`);
       return;
     }
+    this.#lastText = text;
     if (this.#closing) return;
     for (const message of warnings) this.#log.warn(`${this.#name}: ${message}`);
 
