@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigWatcher, RESTART_KEYS, SETTLE_MS, WATCH_RETRY_FIRST_MS, WATCH_RETRY_MAX_MS, type WatchFactory } from '../../coordinator/config-watcher.js';
 import { parseConfig, type Config } from '../../shared/config.js';
 import { CaptureLog } from '../helpers/capture-log.js';
+import { waitFor } from '../helpers/cluster.js';
 
 const dirs: string[] = [];
 const watchers: ConfigWatcher[] = [];
@@ -55,13 +56,9 @@ async function setup(text: string, options: { watch?: WatchFactory } = {}): Prom
       fs.writeFileSync(temp, next);
       fs.renameSync(temp, file);
     },
-    async waitFor(what, predicate, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!predicate()) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${log.text()}`);
-        await sleep(20);
-      }
-    },
+    waitFor: (what, predicate, timeoutMs = 10_000) => waitFor(predicate, timeoutMs, what).catch((err: Error) => {
+      throw new Error(`${err.message}\n${log.text()}`);
+    }),
   };
 }
 

@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Supervisor, type WorkerStatus } from '../../coordinator/supervisor.js';
 import { validateConfig, type Config, type WorkerSpec } from '../../shared/config.js';
 import { CaptureLog } from '../helpers/capture-log.js';
+import { isAlive, waitFor } from '../helpers/cluster.js';
 import { freePorts } from '../helpers/ports.js';
 
 /** A stand-in worker (see the file): same IPC and control endpoints, behaviour set by FAKE_WORKER_MODE at fork time. */
@@ -25,15 +25,6 @@ afterEach(async () => {
   expect([...pids].filter(isAlive)).toEqual([]);
   pids.clear();
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface Harness {
   readonly supervisor: Supervisor;
@@ -80,13 +71,9 @@ function harness(): Harness {
         return '';
       }
     },
-    async waitFor(what, predicate, timeoutMs = 15_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!predicate()) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${log.text()}`);
-        await sleep(20);
-      }
-    },
+    waitFor: (what, predicate, timeoutMs = 15_000) => waitFor(predicate, timeoutMs, what).catch((err: Error) => {
+      throw new Error(`${err.message}\n${log.text()}`);
+    }),
   };
 }
 

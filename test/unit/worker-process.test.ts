@@ -7,6 +7,7 @@ import { checkHealth } from '../../coordinator/worker-client.js';
 import { WorkerProcess, WorkerStartError } from '../../coordinator/worker-process.js';
 import { validateConfig, type Config } from '../../shared/config.js';
 import { CaptureLog } from '../helpers/capture-log.js';
+import { isAlive } from '../helpers/cluster.js';
 import { freePorts } from '../helpers/ports.js';
 
 /** A stand-in worker (see the file): same IPC and control endpoints, behaviour set by FAKE_WORKER_MODE. */
@@ -59,15 +60,6 @@ async function fakeWorker(mode: string): Promise<Fixture> {
 function when(lines: string[], what: string): number | undefined {
   const line = lines.find((l) => l.includes(what));
   return line === undefined ? undefined : Number(line.split(' ')[0]);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('WorkerProcess (a real child: test/fixtures/fake-worker.mjs)', () => {
