@@ -203,6 +203,8 @@ export class WorkerProcess {
    * A second call returns the same promise.
    */
   stop(killTimeoutMs: number): Promise<StopOutcome> {
+    // Never started: nothing will ever exit, so settle `exited` here.
+    if (!this.#started) this.#neverStarted(new WorkerStartError(`${this.#spec.id} was stopped before it was started`));
     this.#stopping ??= this.#stopNow(killTimeoutMs);
     return this.#stopping;
   }

@@ -132,6 +132,13 @@ describe('WorkerProcess (a real child: test/fixtures/fake-worker.mjs)', () => {
     await expect(child.start(() => ({ config, phase: 0 }))).rejects.toThrow(/started once/);
   });
 
+  it('stopping a process that was never started settles at once', async () => {
+    const { child } = await fakeWorker('normal');
+    expect(await child.stop(1000)).toBe('exited');
+    await expect(child.ready).rejects.toThrow(/stopped before it was started/);
+    expect(await child.exited).toEqual({ code: null, signal: null, fatal: undefined });
+  });
+
   it('stop() twice is one stop', async () => {
     const { child, config } = await fakeWorker('slow');
     await child.start(() => ({ config, phase: 0 }));
