@@ -5,7 +5,7 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import axios from 'axios';
 import type { Config, WorkerSpec } from '../shared/config.js';
-import { SECRET_HEADER } from '../shared/http.js';
+import { SECRET_HEADER } from '../shared/control-secret.js';
 import { isWorkerMessage, type CoordinatorMessage } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 
