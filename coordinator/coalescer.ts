@@ -128,10 +128,11 @@ export class Coalescer {
 
   /**
    * Sends a batch (`body` is its raw JSON array text) to a worker, alone or merged with
-   * others, and resolves with the answer for this batch alone. `items` is the number of
-   * items of a batch validated here; undefined for a body not parsed here (the worker
-   * validates it), which always goes alone. Rejects like Forwarder.forward
-   * (`no_worker_available`, `outcome_unknown` once the deadline has passed).
+   * others, and resolves with the answer for this batch alone. `items` is its number of
+   * items when it was validated here; undefined for a body only the worker validates
+   * (see VALIDATE_BELOW_BYTES in server.ts), which always goes alone: merging must only
+   * join batches known to be arrays, or one unclosed string could swallow a neighbour. Rejects like Forwarder.forward (`no_worker_available`,
+   * `outcome_unknown` once the deadline has passed).
    */
   submit(body: Buffer, items: number | undefined): Promise<ForwardResponse> {
     // A large batch gains nothing from company (its per-request cost is spread over its
