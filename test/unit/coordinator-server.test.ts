@@ -5,30 +5,9 @@ import { FORWARDED_BY_HEADER } from '../../coordinator/forwarded-by.js';
 import { Forwarder, type ForwardRequest, type ForwardResponse } from '../../coordinator/forwarder.js';
 import { createCoordinatorServer, VALIDATE_BELOW_BYTES, type CoordinatorServer } from '../../coordinator/server.js';
 import { validateConfig, type Config } from '../../shared/config.js';
-import { Logger } from '../../shared/log.js';
 import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from '../../shared/server-lifecycle.js';
 import { freePorts } from '../helpers/ports.js';
-
-class MemoryLog extends Logger {
-  readonly lines: string[] = [];
-
-  constructor() {
-    super('test');
-  }
-
-  override info(message: string): void {
-    this.lines.push(`INFO ${message}`);
-  }
-
-  override warn(message: string, _detail?: unknown, id?: string): void {
-    this.lines.push(`WARN [${id ?? ''}] ${message}`);
-  }
-
-  override error(message: string, _detail?: unknown, id = 'generated'): string {
-    this.lines.push(`ERROR [${id}] ${message}`);
-    return id;
-  }
-}
+import { MemoryLog } from './memory-log.js';
 
 const servers: CoordinatorServer[] = [];
 const closers: Array<() => Promise<void>> = [];

@@ -4,30 +4,8 @@ import { FORWARDED_BY_HEADER } from '../../coordinator/forwarded-by.js';
 import { AVOID_AFTER_FAILURE_MS, ERROR_BODY_LIMIT, Forwarder, LOOP_AVOID_MS } from '../../coordinator/forwarder.js';
 import { validateConfig, type Config, type WorkerSpec } from '../../shared/config.js';
 import { AppError } from '../../shared/errors.js';
-import { Logger } from '../../shared/log.js';
 import { freePorts } from '../helpers/ports.js';
-
-/** A logger that keeps its lines instead of printing them. */
-class MemoryLog extends Logger {
-  readonly lines: string[] = [];
-
-  constructor() {
-    super('test');
-  }
-
-  override info(message: string): void {
-    this.lines.push(`INFO ${message}`);
-  }
-
-  override warn(message: string): void {
-    this.lines.push(`WARN ${message}`);
-  }
-
-  override error(message: string, _detail?: unknown, id = 'e'): string {
-    this.lines.push(`ERROR ${message}`);
-    return id;
-  }
-}
+import { MemoryLog } from './memory-log.js';
 
 /** A fake worker: a real HTTP server on a free port whose answers the test writes. */
 interface FakeWorker {
