@@ -3,6 +3,7 @@ import type { Config, WorkerSpec } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { FORWARDED_BY_HEADER, INSTANCE_ID } from './forwarded-by.js';
+import { requestWorker } from './worker-request.js';
 
 /** What the coordinator asks a worker. */
 export interface ForwardRequest {
@@ -95,27 +96,6 @@ function describeError(err: unknown): string {
     return `${typeof code === 'string' ? `${code}: ` : ''}${err.message}${cause}`;
   }
   return String(err);
-}
-
-/** Reads an error answer whole, up to ERROR_BODY_LIMIT bytes (then drops the rest so the socket is freed). */
-async function readErrorBody(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<{ bytes: Buffer; whole: boolean }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let whole = true;
-  try {
-    for await (const chunk of body) {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > ERROR_BODY_LIMIT) {
-        whole = false;
-        break; // leaving the loop destroys the stream
-      }
-    }
-  } catch {
-    whole = false;
-    body.destroy();
-  }
-  return { bytes: Buffer.concat(chunks), whole };
 }
 
 /** The `error.code` of one of our JSON error bodies, or undefined. */
@@ -310,29 +290,25 @@ export class Forwarder {
     let failure: Failure;
     let avoidFor = AVOID_AFTER_FAILURE_MS;
     try {
-      const response = await state.pool.request({
+      const { status, body, whole } = await requestWorker(state.pool, {
         method: request.method,
         path: request.path,
         headers: request.method === 'POST' ? this.#headers.post : this.#headers.get,
         body: request.body,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        signal: precise ? AbortSignal.timeout(timeout) : undefined,
+        timeoutMs: timeout,
+        precise,
+        errorBodyLimit: ERROR_BODY_LIMIT,
       });
-      const status = response.statusCode;
       if (status < 500) {
-        // A failed read destroys the stream (and its socket) itself.
-        const bytes = await response.body.bytes();
         state.inFlight--;
         state.avoidUntil = 0;
-        return { status, body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), worker: worker.id };
+        return { status, body, worker: worker.id };
       }
-      const { bytes, whole } = await readErrorBody(response.body);
-      const text = bytes.toString('utf8', 0, Math.min(bytes.length, LOG_SNIPPET_CHARS * 4)).replace(/\s+/g, ' ').trim().slice(0, LOG_SNIPPET_CHARS);
-      const code = whole ? errorCodeOf(bytes) : undefined;
+      const text = body.toString('utf8', 0, Math.min(body.length, LOG_SNIPPET_CHARS * 4)).replace(/\s+/g, ' ').trim().slice(0, LOG_SNIPPET_CHARS);
+      const code = whole ? errorCodeOf(body) : undefined;
       // A 503 (storage_unavailable, shutting_down) is a refusal: the worker applied nothing.
       failure = { reason: `HTTP ${status}${text === '' ? '' : ` ${text}`}`, error: new Error(`${worker.id} answered HTTP ${status}: ${text}`), maybeApplied: status !== 503 && code !== 'forwarding_loop' };
-      if (code !== undefined && DEFINITIVE_CODES.has(code)) failure = { ...failure, definitive: { status, body: bytes, worker: worker.id } };
+      if (code !== undefined && DEFINITIVE_CODES.has(code)) failure = { ...failure, definitive: { status, body, worker: worker.id } };
       if (code === 'forwarding_loop') {
         avoidFor = LOOP_AVOID_MS;
         const now = Date.now();
