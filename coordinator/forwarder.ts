@@ -42,8 +42,8 @@ export interface ForwarderOptions {
 /** Connections kept to each worker; matches the load generator's concurrency so no request queues behind another. */
 const CONNECTIONS_PER_WORKER = 32;
 /** The first wait once every live worker failed in a round; it doubles up to MAX_BACKOFF_MS. */
-export const FIRST_BACKOFF_MS = 25;
-export const MAX_BACKOFF_MS = 500;
+const FIRST_BACKOFF_MS = 25;
+const MAX_BACKOFF_MS = 500;
 /** How long a worker that just failed is passed over when another one is available. */
 export const AVOID_AFTER_FAILURE_MS = 1000;
 /** How long a URL that answered `forwarding_loop` is passed over (and its error not logged again). */

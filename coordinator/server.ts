@@ -56,7 +56,7 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** Passes a worker's answer through: its status and body as they are. */
 function reply(res: http.ServerResponse, answer: ForwardResponse, closing: boolean): void {
-  if (closing) res.shouldKeepAlive = false;
+  if (closing) closeAfter(res);
   res.writeHead(answer.status, ['content-type', JSON_TYPE, 'content-length', String(answer.body.length)]);
   res.end(answer.body);
 }
