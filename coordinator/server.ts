@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { Config } from '../shared/config.js';
 import { closeAfter } from '../shared/connection-guard.js';
 import { AppError, errorBody } from '../shared/errors.js';
-import { createFrontDoor } from '../shared/http-server.js';
+import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
 import { newErrorId, type Logger } from '../shared/log.js';
 import { checkBatchContentType, readBody } from '../shared/request-body.js';
@@ -137,7 +137,7 @@ export function createCoordinatorServer(options: CoordinatorServerOptions): Coor
     const message = self
       ? 'This coordinator received a request it forwarded itself: a `workers` entry of its config is its own address.'
       : 'A coordinator forwarded this request here as if this coordinator were a worker: a `workers` entry of its config points at this coordinator.';
-    sendError(res, new AppError('forwarding_loop', message), log, `${req.method} ${(req.url ?? '').split('?')[0]!.slice(0, 200)} from coordinator ${from.slice(0, 40)}`);
+    sendError(res, new AppError('forwarding_loop', message), log, `${describeRequest(req)} from coordinator ${from.slice(0, 40)}`);
   }
 
   const onRequest = createFrontDoor({

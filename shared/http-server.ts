@@ -42,7 +42,8 @@ function expressPath(path: string): string {
   return path.replace(/\{(\w+)\}/g, ':$1');
 }
 
-function describeRequest(req: http.IncomingMessage): string {
+/** `METHOD /path` of a request, for a log line (no query: it may hold what a client typed). */
+export function describeRequest(req: http.IncomingMessage): string {
   const url = req.url ?? '';
   return `${req.method} ${(url.split('?')[0] ?? '').slice(0, 200)}`;
 }

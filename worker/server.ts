@@ -3,7 +3,7 @@ import type http from 'node:http';
 import type { Config } from '../shared/config.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
-import { createFrontDoor } from '../shared/http-server.js';
+import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
 import { checkBatchContentType, readBody } from '../shared/request-body.js';
@@ -110,7 +110,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     },
     intercept: (req, res, match) => {
       if (!shuttingDown || (match?.kind === 'route' && match.name === 'kill')) return false;
-      sendError(res, new AppError('shutting_down'), log, `${req.method} ${(req.url ?? '').split('?')[0]!.slice(0, 200)}`);
+      sendError(res, new AppError('shutting_down'), log, describeRequest(req));
       return true;
     },
   });
