@@ -1,5 +1,5 @@
 import axios from 'axios';
-import { SECRET_HEADER } from '../shared/http.js';
+import { SECRET_HEADER } from '../shared/control-secret.js';
 import { ownResourceErrorCode } from './resource-errors.js';
 
 /**

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { defaultMaxConnections } from './open-file-limit.js';
+import { reachesListener } from './own-address.js';
 
 /** How a worker acknowledges a batch; see the README's durability table. */
 export type Durability = 'fsync' | 'write' | 'off';
@@ -145,7 +146,7 @@ function workerFromUrl(text: unknown, index: number): WorkerSpec {
 /** The most workers a config may name (as a number or a list). */
 const MAX_WORKERS = 256;
 
-function workersKey(raw: Raw, port: number): WorkerSpec[] {
+function workersKey(raw: Raw, port: number, host: string): WorkerSpec[] {
   const value = raw.workers ?? 4;
   let workers: WorkerSpec[];
   if (typeof value === 'number') {
@@ -167,6 +168,10 @@ function workersKey(raw: Raw, port: number): WorkerSpec[] {
     if (before !== undefined) throw new ConfigError(`\`workers[${i}]\` repeats \`workers[${before}]\` (${worker.url})`, `workers[${i}]`);
     if (worker.local && worker.port === port) {
       throw new ConfigError(`\`workers[${i}]\` uses the coordinator's own port ${port}`, `workers[${i}]`);
+    }
+    // Any other spelling of the coordinator's own address would make it forward to itself.
+    if (worker.port === port && reachesListener(worker.host, host)) {
+      throw new ConfigError(`\`workers[${i}]\` (${worker.url}) is the coordinator's own address (it listens on ${host}:${port}): requests would be forwarded to itself`, `workers[${i}]`);
     }
     seen.set(key, i);
   });
@@ -192,6 +197,7 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
   if (workerHost !== null && (typeof workerHost !== 'string' || workerHost.trim() === '')) {
     throw expected('worker_host', 'an address such as 127.0.0.1 or 0.0.0.0', workerHost);
   }
+  const host = stringKey(r, 'host', '127.0.0.1');
   const forwardTimeout = numberKey(r, 'forward_timeout', 5, 0);
   const forwardDeadline = numberKey(r, 'forward_deadline', 15, 0);
   if (forwardDeadline < forwardTimeout) {
@@ -199,8 +205,8 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
   }
   return {
     port,
-    host: stringKey(r, 'host', '127.0.0.1'),
-    workers: workersKey(r, port),
+    host,
+    workers: workersKey(r, port, host),
     database: path.resolve(baseDir, stringKey(r, 'database', 'db/')),
     worker_logs: path.resolve(baseDir, stringKey(r, 'worker_logs', 'logs/')),
     worker_persist: numberKey(r, 'worker_persist', 5, 0, 86400),

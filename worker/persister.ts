@@ -1,6 +1,6 @@
 import type { Logger } from '../shared/log.js';
 import { describeDiskError } from './disk-error.js';
-import { mapSettledLimit } from '../shared/pool.js';
+import { mapSettledLimit } from '../shared/map-settled-limit.js';
 import type { TenantStore } from './tenant-store.js';
 import type { Wal } from './wal.js';
 import type { WalAdopter } from './wal-owner.js';

@@ -1,12 +1,16 @@
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
-import type { NextFunction, Request, Response } from 'express';
 import type { Config } from '../shared/config.js';
+import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
-import { SECRET_HEADER, checkJsonContentType, readBody, sendError, sendJson } from '../shared/http.js';
-import { addItemRoutes, closeServer, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
+import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
+import { checkBatchContentType, readBody } from '../shared/request-body.js';
+import { sendError, sendJson } from '../shared/responses.js';
+import { RouteTable, type RouteMatch } from '../shared/routes.js';
+import { closeServer, createHttpServer, listen } from '../shared/server-lifecycle.js';
+import { tenantOf } from '../shared/tenant-param.js';
 import { describeDiskError } from './disk-error.js';
 import type { TenantStore } from './tenant-store.js';
 import type { Wal } from './wal.js';
@@ -37,7 +41,7 @@ export interface WorkerServer {
 const CLOSE_GRACE_MS = 5_000;
 
 /** Control calls need the secret the coordinator handed over IPC: 401 without it, 403 when wrong. */
-function checkSecret(req: Request, secret: string): void {
+function checkSecret(req: http.IncomingMessage, secret: string): void {
   const given = req.headers[SECRET_HEADER];
   if (typeof given !== 'string' || given === '') throw new AppError('unauthorized');
   const a = Buffer.from(given);
@@ -48,7 +52,7 @@ function checkSecret(req: Request, secret: string): void {
 /**
  * The worker's HTTP API: validate → store in memory → log durably → acknowledge.
  * Counts are answered from memory after a cheap catch-up on the tenant file; `/kill` is
- * the coordinator's graceful stop. The hot routes skip express, as on the coordinator.
+ * the coordinator's graceful stop. Routes come from the shared table (shared/routes.ts).
  */
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { store, wal, log, config } = options;
@@ -56,7 +60,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
 
   async function ingest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
-      checkJsonContentType(req);
+      checkBatchContentType(req);
       const current = config();
       const items = parseBatch(await readBody(req, current.max_body_bytes), current);
       const fresh = store.unseen(items);
@@ -72,7 +76,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
-  async function count(res: http.ServerResponse, route: Exclude<HotRoute, { kind: 'ingest' }>): Promise<void> {
+  async function count(res: http.ServerResponse, route: RouteMatch): Promise<void> {
     try {
       const tenant = checkTenant(tenantOf(route), config().max_tenant_length);
       sendJson(res, 200, { count: await store.count(tenant) });
@@ -81,7 +85,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
-  async function kill(req: Request, res: Response): Promise<void> {
+  async function kill(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       checkSecret(req, options.secret);
       const { persisted } = await options.onKill();
@@ -92,32 +96,25 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
-  const app = createApp(log, (routes, notAllowed) => {
-    routes.use((req: Request, res: Response, next: NextFunction) => {
-      if (shuttingDown && req.path !== '/kill') sendError(res, new AppError('shutting_down'), log, `${req.method} ${req.path}`);
-      else next();
-    });
-    routes.route('/')
-      .get((_req: Request, res: Response) => {
+  const onRequest = createFrontDoor({
+    table: new RouteTable('worker'),
+    log,
+    handlers: {
+      health: (_req, res) => {
         sendJson(res, 200, { status: 'ok', worker: options.workerId, tenants: store.tenantCount(), pending: store.pendingIds(), durability: config().durability });
-      })
-      .all(notAllowed('GET, HEAD'));
-    addItemRoutes(routes, notAllowed, { ingest, count });
-    routes.route('/kill')
-      .get(kill)
-      .post(kill)
-      .all(notAllowed('GET, HEAD, POST'));
+      },
+      ingest: (req, res) => ingest(req, res),
+      countByQuery: (_req, res, match) => count(res, match),
+      countBySegment: (_req, res, match) => count(res, match),
+      kill: (req, res) => kill(req, res),
+    },
+    intercept: (req, res, match) => {
+      if (!shuttingDown || (match?.kind === 'route' && match.name === 'kill')) return false;
+      sendError(res, new AppError('shutting_down'), log, describeRequest(req));
+      return true;
+    },
   });
-
-  const unexpected = (err: unknown): void => {
-    log.error('request handler failed', err);
-  };
-  const server = createHttpServer((req, res) => {
-    const route = shuttingDown ? undefined : matchHotRoute(req.method, req.url!);
-    if (route === undefined) app(req, res);
-    else if (route.kind === 'ingest') ingest(req, res).catch(unexpected);
-    else count(res, route).catch(unexpected);
-  }, log);
+  const server = createHttpServer(onRequest, log);
 
   let closing: Promise<void> | undefined;
   return {

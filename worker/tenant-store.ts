@@ -4,7 +4,7 @@ import type { Item } from '../shared/items.js';
 import { tenantFilePath } from '../shared/tenant-file.js';
 import { withLock } from '../shared/locks.js';
 import type { Logger } from '../shared/log.js';
-import { mapSettledLimit } from '../shared/pool.js';
+import { mapSettledLimit } from '../shared/map-settled-limit.js';
 import { syncToDisk } from './fsync.js';
 import { EMPTY_POSITION, appendIds, hasNewBytes, readTail } from './tenant-log.js';
 
