@@ -1,10 +1,10 @@
 import type { Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
-import type { Item } from '../shared/items.js';
 import type { Forwarder, ForwardResponse } from './forwarder.js';
 
 export interface CoalescerOptions {
-  readonly forwarder: Forwarder;
+  /** Where batches go (the Forwarder; a test passes a fake). */
+  readonly forwarder: Pick<Forwarder, 'forward'>;
   /** `coalesce`, `max_batch_items`, `max_body_bytes` and `forward_deadline` are read from it. */
   readonly config: Config;
 }
@@ -90,7 +90,7 @@ function acceptedBody(n: number): Buffer {
  * batch is durable, so a 200 for the merged batch is a 200 for each part of it.
  */
 export class Coalescer {
-  readonly #forwarder: Forwarder;
+  readonly #forwarder: Pick<Forwarder, 'forward'>;
   #config: Config;
   /** FIFO; `#head` is the next to leave (avoids shift() on a long queue). */
   #queue: Pending[] = [];
@@ -127,14 +127,17 @@ export class Coalescer {
   }
 
   /**
-   * Sends a validated batch (`body` is its raw JSON array text) to a worker, alone or
-   * merged with others, and resolves with the answer for this batch alone. Rejects like
-   * Forwarder.forward (`no_worker_available` once the deadline has passed).
+   * Sends a batch (`body` is its raw JSON array text) to a worker, alone or merged with
+   * others, and resolves with the answer for this batch alone. `items` is its number of
+   * items when it was validated here; undefined for a body only the worker validates
+   * (see VALIDATE_BELOW_BYTES in server.ts), which always goes alone: merging must only
+   * join batches known to be arrays, or one unclosed string could swallow a neighbour. Rejects like Forwarder.forward (`no_worker_available`,
+   * `outcome_unknown` once the deadline has passed).
    */
-  submit(items: readonly Item[], body: Buffer): Promise<ForwardResponse> {
+  submit(body: Buffer, items: number | undefined): Promise<ForwardResponse> {
     // A large batch gains nothing from company (its per-request cost is spread over its
     // items already) and would only wait for a slot: it goes straight to a worker.
-    if (!this.#config.coalesce || items.length >= ALONE_ITEMS) return this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body });
+    if (items === undefined || !this.#config.coalesce || items >= ALONE_ITEMS) return this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body });
     if (this.#head === this.#queue.length && this.#inFlight < MAX_IN_FLIGHT) {
       // Nothing waiting and a free slot: the raw body goes as it came.
       this.#inFlight++;
@@ -144,7 +147,7 @@ export class Coalescer {
     }
     return new Promise<ForwardResponse>((resolve, reject) => {
       const deadline = Date.now() + this.#config.forward_deadline * 1000;
-      this.#queue.push({ items: items.length, body, inner: innerOf(body), deadline, resolve, reject });
+      this.#queue.push({ items, body, inner: innerOf(body), deadline, resolve, reject });
       this.#pump();
     });
   }
@@ -237,13 +240,14 @@ export class Coalescer {
       // FIFO: the first member is the oldest, so its deadline is the group's.
       const answer = await this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body: merge(group), deadline: group[0]!.deadline });
       if (answer.status === 200) {
-        for (const member of group) member.resolve({ status: 200, body: acceptedBody(member.items) });
+        for (const member of group) member.resolve({ status: 200, body: acceptedBody(member.items), worker: answer.worker });
         return;
       }
     } catch (err) {
       // The forwarder already tried every live worker until the deadline: retrying each
-      // part would break the deadline the clients were promised, so they all get the 503.
-      if (err instanceof AppError && err.code === 'no_worker_available') {
+      // part would break the deadline the clients were promised, so they all get its answer
+      // (503, or 504 when a worker may have applied the merged batch).
+      if (err instanceof AppError && (err.code === 'no_worker_available' || err.code === 'outcome_unknown')) {
         for (const member of group) member.reject(err);
         return;
       }

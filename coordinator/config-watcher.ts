@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
-import { ConfigError, parseConfig, type Config } from '../shared/config.js';
+import { watch, type ChokidarOptions, type FSWatcher } from 'chokidar';
+import { ConfigError, type Config } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
+import { ConfigTooLargeError, parseConfigText, readConfigFile } from './config-file.js';
+import { describeOwnResourceError, ownResourceErrorCode } from './resource-errors.js';
 
 /** Events a ConfigWatcher emits. */
 export interface ConfigWatcherEvents {
@@ -14,6 +15,9 @@ export interface ConfigWatcherEvents {
   config: [config: Config];
 }
 
+/** How a watcher is made: chokidar's `watch`, or a test's stand-in. */
+export type WatchFactory = (folder: string, options: ChokidarOptions) => FSWatcher;
+
 /** Options of a ConfigWatcher. */
 export interface ConfigWatcherOptions {
   /** Absolute path of the config file. */
@@ -23,36 +27,50 @@ export interface ConfigWatcherOptions {
   readonly initial: Config;
   /** The text `initial` was parsed from, so an unchanged file is not reloaded. */
   readonly initialText: string;
+  /** Makes the file watcher. @default chokidar's watch */
+  readonly watch?: WatchFactory;
 }
 
 /** Keys a running coordinator cannot change: a new value is reported and ignored. */
-const RESTART_KEYS = ['port', 'host', 'database'] as const;
+export const RESTART_KEYS = ['port', 'host', 'database'] as const;
 
 /** Watch events closer together than this are one save (editors truncate, then write). */
-const SETTLE_MS = 100;
+export const SETTLE_MS = 100;
+/** A watcher that failed is made again after this, doubling up to WATCH_RETRY_MAX_MS while it keeps failing. */
+export const WATCH_RETRY_FIRST_MS = 500;
+export const WATCH_RETRY_MAX_MS = 10_000;
+/** A read or parse that failed for the coordinator's own lack of resources is tried again this soon, whatever `config_check` says. */
+export const RETRY_READ_MS = 1_000;
 
 /**
  * Keeps the last good config of one file: watches the file (chokidar) and also re-reads
  * it every `config_check` seconds, emits 'config' for each new valid version, and reports
- * an invalid one once while the last good config stays in force.
+ * an invalid one once while the last good config stays in force. A file over the size cap
+ * is refused before it is read, and parsing happens off the event loop, so no config can
+ * stall the coordinator. A watcher that fails (chokidar 'error': EMFILE, ENOSPC…) is made
+ * again with backoff; the periodic re-read goes on meanwhile.
  */
 export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   readonly #file: string;
   readonly #name: string;
   readonly #log: Logger;
+  readonly #watch: WatchFactory;
   /** The last good config, as emitted (restart-only keys kept at their running values). */
   #config: Config;
   /** The last text read, good or bad: the same text again is not parsed again. */
   #lastText: string;
   #watcher: FSWatcher | undefined;
+  #watchRetryMs = WATCH_RETRY_FIRST_MS;
+  #watchRetryTimer: NodeJS.Timeout | undefined;
   #pollTimer: NodeJS.Timeout | undefined;
   #settleTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
   /** The reload running or queued; reloads run one at a time. */
   #reloads: Promise<void> = Promise.resolve();
   #reloadQueued = false;
-  #missingReported = false;
-  #emptyReported = false;
-  #readErrorReported: string | undefined;
+  /** What was last reported about an unreadable file, so each problem is one log line, not one per re-read. */
+  #reported: string | undefined;
+  #started = false;
   #closing = false;
   #closed: Promise<void> | undefined;
 
@@ -61,6 +79,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     this.#file = path.resolve(options.file);
     this.#name = path.basename(this.#file);
     this.#log = options.log;
+    this.#watch = options.watch ?? watch;
     this.#config = options.initial;
     this.#lastText = options.initialText;
   }
@@ -70,22 +89,16 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     return this.#config;
   }
 
-  /** Starts watching; resolves once chokidar has scanned the folder. */
+  /** Starts watching and re-reading; resolves once chokidar has scanned the folder (or failed to, and will retry). */
   async start(): Promise<void> {
-    if (this.#watcher !== undefined || this.#closing) return;
-    // chokidar 4 has no globs, and a file replaced by rename is a new inode: watch the folder.
-    const watcher = watch(path.dirname(this.#file), { depth: 0, ignoreInitial: true, atomic: true });
-    this.#watcher = watcher;
-    watcher.on('add', (file) => this.#onEvent('add', file));
-    watcher.on('change', (file) => this.#onEvent('change', file));
-    watcher.on('unlink', (file) => this.#onEvent('unlink', file));
-    watcher.on('error', (err) => {
-      this.#log.error(`watching ${this.#file} failed; the periodic re-read goes on`, err);
-    });
-    await new Promise<void>((resolve) => {
-      watcher.once('ready', () => resolve());
-    });
+    if (this.#started || this.#closing) return;
+    this.#started = true;
     this.#schedulePoll();
+    try {
+      await this.#openWatcher();
+    } catch (err) {
+      this.#watchFailed(err);
+    }
     // The file may have changed between the coordinator's first read and the watch.
     this.#reload().catch(() => {});
   }
@@ -100,13 +113,17 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     this.#closing = true;
     clearTimeout(this.#pollTimer);
     clearTimeout(this.#settleTimer);
+    clearTimeout(this.#watchRetryTimer);
+    clearTimeout(this.#retryTimer);
     this.#pollTimer = undefined;
     this.#settleTimer = undefined;
+    this.#watchRetryTimer = undefined;
     try {
       await this.#watcher?.close();
     } catch (err) {
       this.#log.error(`could not stop watching ${this.#file}`, err);
     }
+    this.#watcher = undefined;
     try {
       await this.#reloads;
     } catch {
@@ -114,10 +131,57 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     }
   }
 
+  /** Makes the chokidar watcher; resolves on its 'ready', rejects on an 'error' before it. */
+  async #openWatcher(): Promise<void> {
+    // chokidar 4 has no globs, and a file replaced by rename is a new inode: watch the folder.
+    const watcher = this.#watch(path.dirname(this.#file), { depth: 0, ignoreInitial: true, atomic: true });
+    this.#watcher = watcher;
+    watcher.on('add', (file) => this.#onEvent('add', file));
+    watcher.on('change', (file) => this.#onEvent('change', file));
+    watcher.on('unlink', (file) => this.#onEvent('unlink', file));
+    await new Promise<void>((resolve, reject) => {
+      let ready = false;
+      watcher.once('ready', () => {
+        ready = true;
+        resolve();
+      });
+      watcher.on('error', (err) => {
+        if (!ready) reject(err);
+        else if (this.#watcher === watcher) this.#watchFailed(err);
+      });
+    });
+  }
+
+  /** The watcher failed: drop it, and make a new one after a backoff. The periodic re-read is untouched. */
+  #watchFailed(err: unknown): void {
+    const failed = this.#watcher;
+    this.#watcher = undefined;
+    failed?.close().catch(() => {});
+    if (this.#closing || this.#watchRetryTimer !== undefined) return;
+    const code = ownResourceErrorCode(err);
+    const why = code === undefined ? (err instanceof Error ? err.message : String(err)) : describeOwnResourceError(code);
+    const delay = this.#watchRetryMs;
+    this.#watchRetryMs = Math.min(delay * 2, WATCH_RETRY_MAX_MS);
+    this.#log.error(`watching ${this.#file} failed (${why}); watching it again in ${delay / 1000} s, the periodic re-read goes on`);
+    this.#watchRetryTimer = setTimeout(() => {
+      this.#watchRetryTimer = undefined;
+      this.#openWatcher().then(
+        () => {
+          this.#watchRetryMs = WATCH_RETRY_FIRST_MS;
+          this.#log.info(`watching ${this.#file} again`);
+          // What changed while nobody watched.
+          this.#reload().catch(() => {});
+        },
+        (retryErr: unknown) => this.#watchFailed(retryErr),
+      );
+    }, delay);
+    this.#watchRetryTimer.unref();
+  }
+
   #onEvent(event: 'add' | 'change' | 'unlink', file: string): void {
     if (this.#closing || path.resolve(file) !== this.#file) return;
     if (event === 'unlink') {
-      this.#reportMissing();
+      this.#reportOnce('missing', () => this.#log.warn('config file removed; keeping the last good config'));
       return;
     }
     // Wait for the writes of one save to settle, so a half-written file is not judged.
@@ -160,45 +224,72 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     return this.#reloads;
   }
 
+  /** The file could not be judged for a passing reason (the coordinator's own EMFILE): read it again soon. */
+  #retrySoon(): void {
+    if (this.#closing || this.#retryTimer !== undefined) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#reload().catch(() => {});
+    }, RETRY_READ_MS);
+    this.#retryTimer.unref();
+  }
+
+  /** Logs through `report` unless `key` is what was reported last. */
+  #reportOnce(key: string, report: () => void): void {
+    if (this.#reported === key) return;
+    this.#reported = key;
+    report();
+  }
+
   async #reloadNow(): Promise<void> {
     let text: string;
     try {
-      text = await readFile(this.#file, 'utf8');
+      text = await readConfigFile(this.#file);
     } catch (err) {
+      if (err instanceof ConfigTooLargeError) {
+        this.#reportOnce(`size ${err.size}`, () => this.#log.error(`${this.#name} rejected: ${err.message}; keeping the last good config`));
+        return;
+      }
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       if (code === 'ENOENT') {
-        this.#reportMissing();
-      } else if (this.#readErrorReported !== code) {
-        this.#readErrorReported = code;
-        this.#log.error(`cannot read ${this.#file} (${code}); keeping the last good config`);
+        this.#reportOnce('missing', () => this.#log.warn('config file removed; keeping the last good config'));
+      } else {
+        const own = ownResourceErrorCode(err);
+        this.#reportOnce(`read ${code}`, () => this.#log.error(`cannot read ${this.#file} (${own === undefined ? code : describeOwnResourceError(own)}); keeping the last good config`));
+        if (own !== undefined) this.#retrySoon();
       }
       return;
     }
-    this.#missingReported = false;
-    this.#readErrorReported = undefined;
-    if (this.#closing || text === this.#lastText) return;
+    if (this.#closing || text === this.#lastText) {
+      this.#reported = undefined;
+      return;
+    }
 
     if (text.trim() === '') {
       // Far more likely a save caught half-way than a wish for every default: wait for content.
-      if (!this.#emptyReported) {
-        this.#emptyReported = true;
-        this.#log.warn(`${this.#name} is empty; keeping the last good config (write \`{}\` to ask for every default)`);
-      }
+      this.#reportOnce('empty', () => this.#log.warn(`${this.#name} is empty; keeping the last good config (write \`{}\` to ask for every default)`));
       return;
     }
-    this.#emptyReported = false;
-    // Remembered before parsing, so a bad text is reported once, not at every re-read.
-    this.#lastText = text;
+    this.#reported = undefined;
 
     const warnings: string[] = [];
     let next: Config;
     try {
-      next = parseConfig(text, path.dirname(this.#file), (message) => warnings.push(message));
+      next = await parseConfigText(text, path.dirname(this.#file), (message) => warnings.push(message));
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
+      if (!(err instanceof ConfigError)) {
+        // Not a verdict on the text (no thread to parse it: the coordinator's own resources): judge it again soon.
+        this.#reportOnce('parse', () => this.#log.error(`cannot parse ${this.#file} now; keeping the last good config and trying again`, err));
+        this.#retrySoon();
+        return;
+      }
+      // Remembered, so a bad text is reported once, not at every re-read.
+      this.#lastText = text;
       this.#log.error(`${this.#name} rejected: ${err.message.replace(/[\s:]+$/, '')}; keeping the last good config`);
       return;
     }
+    this.#lastText = text;
+    if (this.#closing) return;
     for (const message of warnings) this.#log.warn(`${this.#name}: ${message}`);
 
     const old = this.#config;
@@ -228,12 +319,6 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     } catch (err) {
       this.#log.error(`a 'config' listener threw while applying ${this.#name}`, err);
     }
-  }
-
-  #reportMissing(): void {
-    if (this.#missingReported) return;
-    this.#missingReported = true;
-    this.#log.warn('config file removed; keeping the last good config');
   }
 }
 

@@ -2,6 +2,8 @@ import { Pool, errors as undiciErrors } from 'undici';
 import type { Config, WorkerSpec } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { FORWARDED_BY_HEADER, INSTANCE_ID } from './forwarded-by.js';
+import { requestWorker } from './worker-request.js';
 
 /** What the coordinator asks a worker. */
 export interface ForwardRequest {
@@ -17,10 +19,12 @@ export interface ForwardRequest {
   readonly deadline?: number;
 }
 
-/** A worker's answer below 500, body read in full. */
+/** A worker's answer, body read in full: below 500, or a refusal passed on as it is (see forward()). */
 export interface ForwardResponse {
   readonly status: number;
   readonly body: Buffer;
+  /** The id of the worker that answered (`worker-5001`). */
+  readonly worker: string;
 }
 
 export interface ForwarderOptions {
@@ -31,26 +35,54 @@ export interface ForwarderOptions {
   readonly liveWorkers: () => readonly WorkerSpec[];
   /** Told about a worker that failed at the connection level (refused, reset, timed out). */
   readonly markSuspect: (url: string) => void;
+  /** This coordinator's id in the forwarded-by header (see forwarded-by.ts). @default INSTANCE_ID */
+  readonly instanceId?: string;
 }
 
 /** Connections kept to each worker; matches the load generator's concurrency so no request queues behind another. */
 const CONNECTIONS_PER_WORKER = 32;
+/** The first wait once every live worker failed in a round; it doubles up to MAX_BACKOFF_MS. */
 const FIRST_BACKOFF_MS = 25;
 const MAX_BACKOFF_MS = 500;
 /** How long a worker that just failed is passed over when another one is available. */
-const AVOID_AFTER_FAILURE_MS = 1000;
+export const AVOID_AFTER_FAILURE_MS = 1000;
+/** How long a URL that answered `forwarding_loop` is passed over (and its error not logged again). */
+export const LOOP_AVOID_MS = 10_000;
 /** An attempt cut shorter than forward_timeout by more than this gets its own timer (see forward()). */
 const PRECISE_TIMER_MARGIN_MS = 50;
-const POST_HEADERS = { 'content-type': 'application/json' } as const;
+/**
+ * A worker's error answer (5xx) is read up to this size: whole, so a refusal passed on to
+ * the client is complete JSON. A longer one is not ours; it is cut for the log only.
+ */
+export const ERROR_BODY_LIMIT = 16 * 1024;
 /** How much of a failing worker's answer goes into the log line. */
-const ERROR_SNIPPET_BYTES = 300;
+const LOG_SNIPPET_CHARS = 300;
+
+/**
+ * Errors raised before a request could reach the worker: the connection was never made
+ * (or the pool was closed), so nothing was sent and nothing can have been applied. Any
+ * other failure after the connection was made (timeout, reset, closed) may have left the
+ * batch applied by a worker that did not get to answer.
+ */
+const NOT_SENT_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED', 'UND_ERR_INVALID_ARG',
+]);
+
+/** Worker answers that settle a request without waiting out the deadline (nothing was applied). */
+const DEFINITIVE_CODES: ReadonlySet<string> = new Set(['storage_unavailable', 'forwarding_loop']);
 
 /** One failed attempt: a reason for the log line, and the error kept as the final cause. */
 interface Failure {
   readonly reason: string;
   readonly error: unknown;
-  /** A worker's own 503 `storage_unavailable` answer: it is alive but cannot write its log. */
-  readonly storageAnswer?: ForwardResponse;
+  /** The request was sent and may have been applied (it got no answer saying otherwise). */
+  readonly maybeApplied: boolean;
+  /**
+   * A worker's own refusal that waiting would not change: 503 `storage_unavailable` (alive
+   * but cannot write its log) or 508 `forwarding_loop` (the URL is a coordinator).
+   */
+  readonly definitive?: ForwardResponse;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -66,21 +98,21 @@ function describeError(err: unknown): string {
   return String(err);
 }
 
-/** Reads the start of an error answer for the log, then drops the rest so the socket is freed. */
-async function snippet(body: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
+/** The `error.code` of one of our JSON error bodies, or undefined. */
+function errorCodeOf(bytes: Buffer): string | undefined {
   try {
-    for await (const chunk of body) {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size >= ERROR_SNIPPET_BYTES) break; // leaving the loop destroys the stream
-    }
+    const code = (JSON.parse(bytes.toString('utf8')) as { error?: { code?: unknown } } | null)?.error?.code;
+    return typeof code === 'string' ? code : undefined;
   } catch {
-    body.destroy();
+    return undefined;
   }
-  const text = Buffer.concat(chunks).subarray(0, ERROR_SNIPPET_BYTES).toString('utf8');
-  return text.replace(/\s+/g, ' ').trim();
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return code;
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof cause === 'string' ? cause : undefined;
 }
 
 /** What the forwarder knows of one worker URL. */
@@ -90,6 +122,8 @@ interface WorkerState {
   inFlight: number;
   /** Epoch ms until which it is picked only when no other will do (it just failed); 0 when healthy. */
   avoidUntil: number;
+  /** Epoch ms until which its forwarding loop is not logged again; 0 when it never looped. */
+  loopLoggedUntil: number;
 }
 
 /**
@@ -100,11 +134,16 @@ interface WorkerState {
  * The first pick is the less busy of two random live workers ("power of two choices"),
  * skipping one that failed within the last second when another is available: a hung
  * worker then holds back one request until its timeout, not half the traffic.
+ *
+ * When no worker answers by the deadline, the client learns what is known: 503
+ * `no_worker_available` when no attempt can have been applied (refused connections, 503
+ * answers), 504 `outcome_unknown` when a POST reached a worker that did not answer.
  */
 export class Forwarder {
   readonly #log: Logger;
   readonly #liveWorkers: () => readonly WorkerSpec[];
   readonly #markSuspect: (url: string) => void;
+  readonly #headers: { readonly get: Record<string, string>; readonly post: Record<string, string> };
   readonly #workers = new Map<string, WorkerState>();
   #config: Config;
   #closing: Promise<void> | undefined;
@@ -114,6 +153,11 @@ export class Forwarder {
     this.#config = options.config;
     this.#liveWorkers = options.liveWorkers;
     this.#markSuspect = options.markSuspect;
+    const forwardedBy = options.instanceId ?? INSTANCE_ID;
+    this.#headers = {
+      get: { [FORWARDED_BY_HEADER]: forwardedBy },
+      post: { 'content-type': 'application/json', [FORWARDED_BY_HEADER]: forwardedBy },
+    };
   }
 
   /** New timeouts apply to the next attempt; pools of workers that left the config are closed. */
@@ -129,8 +173,10 @@ export class Forwarder {
   }
 
   /**
-   * Resolves with the first answer below 500 from a worker; rejects with
-   * `no_worker_available` (cause: the last failure) once the deadline has passed.
+   * Resolves with the first answer below 500 from a worker, or at once with a worker's
+   * definitive refusal when every live worker gave one (see Failure.definitive). Rejects
+   * once the deadline has passed: `outcome_unknown` when a POST may have been applied,
+   * else `no_worker_available` (cause: the last failure).
    */
   async forward(request: ForwardRequest): Promise<ForwardResponse> {
     let config = this.#config;
@@ -138,26 +184,25 @@ export class Forwarder {
     let tried: string[] | undefined;
     let backoff = FIRST_BACKOFF_MS;
     let lastError: unknown;
-    let storageAnswer: ForwardResponse | undefined;
-    let storageAnswers = 0;
+    let maybeApplied = false;
+    let definitive: ForwardResponse | undefined;
+    let definitiveAnswers = 0;
     for (;;) {
-      if (this.#closing !== undefined) {
-        throw new AppError('no_worker_available', 'The coordinator is shutting down.', { cause: lastError });
-      }
+      if (this.#closing !== undefined) throw this.#gaveUp(lastError, maybeApplied, 'The coordinator is shutting down.');
       // No worker in the config at all: none will come back, so waiting would only delay the 503.
-      if (this.#config.workers.length === 0) throw new AppError('no_worker_available', 'The config lists no workers; nothing was stored.');
+      if (this.#config.workers.length === 0) throw this.#gaveUp(lastError, maybeApplied, 'The config lists no workers.');
       const worker = tried === undefined ? this.#pickFirst() : this.#pickUntried(tried);
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new AppError('no_worker_available', undefined, { cause: lastError });
-      // Every live worker is up but said its disk refuses writes: waiting out the deadline
-      // would not help, so the client learns it now (nothing was acknowledged).
-      if (worker === undefined && tried !== undefined && storageAnswers === tried.length) return storageAnswer!;
+      if (remaining <= 0) throw this.#gaveUp(lastError, maybeApplied);
+      // Every live worker is up but refused for a reason waiting would not change (its disk
+      // refuses writes; it is a coordinator): the client learns it now (nothing was applied).
+      if (worker === undefined && tried !== undefined && definitiveAnswers === tried.length) return definitive!;
       if (worker === undefined) {
         // Every live worker failed this round, or none is live (being respawned): wait, then try the current list.
         await sleep(Math.min(backoff, remaining));
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         tried = undefined;
-        storageAnswers = 0;
+        definitiveAnswers = 0;
         continue;
       }
       config = this.#config;
@@ -168,13 +213,22 @@ export class Forwarder {
       const outcome = await this.#attempt(worker, request, timeout, precise);
       if (!('reason' in outcome)) return outcome;
       lastError = outcome.error;
-      if (outcome.storageAnswer !== undefined) {
-        storageAnswer = outcome.storageAnswer;
-        storageAnswers++;
+      if (outcome.maybeApplied && request.method === 'POST') maybeApplied = true;
+      if (outcome.definitive !== undefined) {
+        definitive = outcome.definitive;
+        definitiveAnswers++;
       }
       this.#log.warn(`${request.method} ${request.path.length > 120 ? `${request.path.slice(0, 120)}...` : request.path} to ${worker.id} failed: ${outcome.reason}`);
       (tried ??= []).push(worker.url);
     }
+  }
+
+  /** The error for a request no worker answered: what the client may conclude depends on whether one may have applied it. */
+  #gaveUp(lastError: unknown, maybeApplied: boolean, why?: string): AppError {
+    if (maybeApplied) {
+      return new AppError('outcome_unknown', `${why === undefined ? '' : `${why} `}A worker may have taken the batch but did not answer in time: it may or may not be stored. Retrying is safe (an item sent twice counts once).`, { cause: lastError });
+    }
+    return new AppError('no_worker_available', why === undefined ? undefined : `${why} Nothing was stored.`, { cause: lastError });
   }
 
   /** Closes every pool (requests already sent finish first); a second call returns the same promise. */
@@ -224,7 +278,7 @@ export class Forwarder {
   #state(url: string): WorkerState {
     let state = this.#workers.get(url);
     if (state === undefined) {
-      state = { pool: new Pool(url, { connections: CONNECTIONS_PER_WORKER, pipelining: 1 }), inFlight: 0, avoidUntil: 0 };
+      state = { pool: new Pool(url, { connections: CONNECTIONS_PER_WORKER, pipelining: 1 }), inFlight: 0, avoidUntil: 0, loopLoggedUntil: 0 };
       this.#workers.set(url, state);
     }
     return state;
@@ -234,38 +288,45 @@ export class Forwarder {
     const state = this.#state(worker.url);
     state.inFlight++;
     let failure: Failure;
+    let avoidFor = AVOID_AFTER_FAILURE_MS;
     try {
-      const response = await state.pool.request({
+      const { status, body, whole } = await requestWorker(state.pool, {
         method: request.method,
         path: request.path,
-        headers: request.method === 'POST' ? POST_HEADERS : undefined,
+        headers: request.method === 'POST' ? this.#headers.post : this.#headers.get,
         body: request.body,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        signal: precise ? AbortSignal.timeout(timeout) : undefined,
+        timeoutMs: timeout,
+        precise,
+        errorBodyLimit: ERROR_BODY_LIMIT,
       });
-      const status = response.statusCode;
       if (status < 500) {
-        // A failed read destroys the stream (and its socket) itself.
-        const bytes = await response.body.bytes();
         state.inFlight--;
         state.avoidUntil = 0;
-        return { status, body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+        return { status, body, worker: worker.id };
       }
-      const text = await snippet(response.body);
-      failure = { reason: `HTTP ${status}${text === '' ? '' : ` ${text}`}`, error: new Error(`${worker.id} answered HTTP ${status}: ${text}`) };
-      if (status === 503 && text.includes('"storage_unavailable"')) {
-        failure = { ...failure, storageAnswer: { status, body: Buffer.from(text) } };
+      const text = body.toString('utf8', 0, Math.min(body.length, LOG_SNIPPET_CHARS * 4)).replace(/\s+/g, ' ').trim().slice(0, LOG_SNIPPET_CHARS);
+      const code = whole ? errorCodeOf(body) : undefined;
+      // A 503 (storage_unavailable, shutting_down) is a refusal: the worker applied nothing.
+      failure = { reason: `HTTP ${status}${text === '' ? '' : ` ${text}`}`, error: new Error(`${worker.id} answered HTTP ${status}: ${text}`), maybeApplied: status !== 503 && code !== 'forwarding_loop' };
+      if (code !== undefined && DEFINITIVE_CODES.has(code)) failure = { ...failure, definitive: { status, body, worker: worker.id } };
+      if (code === 'forwarding_loop') {
+        avoidFor = LOOP_AVOID_MS;
+        const now = Date.now();
+        if (state.loopLoggedUntil <= now) {
+          state.loopLoggedUntil = now + LOOP_AVOID_MS;
+          this.#log.error(`forwarding loop: the workers entry ${worker.url} is a coordinator, not a worker (it answered 508 forwarding_loop); it gets no requests while another worker can take them. Fix \`workers\` in the config.`);
+        }
       }
     } catch (err) {
       // A pool closed under us (worker removed from the config) says nothing about the worker.
       if (!(err instanceof undiciErrors.ClientClosedError || err instanceof undiciErrors.ClientDestroyedError)) {
         this.#markSuspect(worker.url);
       }
-      failure = { reason: describeError(err), error: err };
+      const code = errorCode(err);
+      failure = { reason: describeError(err), error: err, maybeApplied: code === undefined || !NOT_SENT_CODES.has(code) };
     }
     state.inFlight--;
-    state.avoidUntil = Date.now() + AVOID_AFTER_FAILURE_MS;
+    state.avoidUntil = Date.now() + avoidFor;
     return failure;
   }
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, parseConfig, type Config } from '../shared/config.js';
+import { ConfigError, type Config } from '../shared/config.js';
 import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { Logger } from '../shared/log.js';
 import { LockHeldError, ProcessLock, canonicalPath } from '../shared/process-lock.js';
 import { Coalescer } from './coalescer.js';
+import { parseConfigText, readConfigFile } from './config-file.js';
 import { ConfigWatcher } from './config-watcher.js';
+import { capConnections } from './connection-cap.js';
 import { Forwarder } from './forwarder.js';
 import { createCoordinatorServer } from './server.js';
 import { Supervisor } from './supervisor.js';
@@ -52,11 +54,12 @@ async function main(): Promise<void> {
   const { configFile } = parseArgs(process.argv.slice(2));
   let text: string;
   try {
-    text = readFileSync(configFile, 'utf8');
+    text = await readConfigFile(configFile);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(`cannot read the config file ${configFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, undefined, { cause: err });
   }
-  let config: Config = parseConfig(text, path.dirname(configFile), (message) => log.warn(message));
+  let config: Config = await parseConfigText(text, path.dirname(configFile), (message) => log.warn(message));
   // One cluster per database, decided before anything in it is touched (see ProcessLock).
   let clusterLock: ProcessLock;
   try {
@@ -85,7 +88,7 @@ async function main(): Promise<void> {
     markSuspect: (url) => supervisor.markSuspect(url),
   });
   const coalescer = new Coalescer({ forwarder, config });
-  const http = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => supervisor.workers() });
+  const http = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => supervisor.status() });
   try {
     await http.listen(config.port, config.host);
   } catch (err) {
@@ -97,6 +100,7 @@ async function main(): Promise<void> {
     );
   }
   log.info(`coordinator listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`);
+  const cap = capConnections(http.server, config.max_connections, log);
 
   const watcher = new ConfigWatcher({ file: configFile, log, initial: config, initialText: text });
   watcher.on('config', (next: Config) => {
@@ -104,6 +108,7 @@ async function main(): Promise<void> {
     forwarder.setConfig(next);
     coalescer.setConfig(next);
     http.setConfig(next);
+    cap.set(next.max_connections);
     log.info(`config reloaded: ${next.workers.length} worker(s)`);
     supervisor.apply(next).catch((err: unknown) => log.error('could not apply the new config', err));
   });
@@ -120,6 +125,7 @@ async function main(): Promise<void> {
       for (const [name, step] of [
         ['config watcher', () => watcher.close()],
         ['HTTP server', () => http.close()],
+        ['connection cap', () => cap.close()],
         ['batches under way', () => coalescer.close()],
         ['workers', () => supervisor.close()],
         ['forwarder', () => forwarder.close()],

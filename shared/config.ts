@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { defaultMaxConnections } from './open-file-limit.js';
+import { reachesListener } from './own-address.js';
 
 /** How a worker acknowledges a batch; see the README's durability table. */
 export type Durability = 'fsync' | 'write' | 'off';
@@ -58,6 +60,8 @@ export interface Config {
   readonly max_tenant_length: number;
   /** Merge concurrent small batches into one upstream request. @default true */
   readonly coalesce: boolean;
+  /** Most client connections the coordinator holds at once. @default half the open-file limit (`ulimit -n`) */
+  readonly max_connections: number;
 }
 
 /** A config that does not parse or validate; `key` names the culprit when there is one. */
@@ -78,7 +82,7 @@ export const CONFIG_KEYS: ReadonlySet<string> = new Set([
   'port', 'host', 'workers', 'database', 'worker_logs', 'worker_persist', 'config_check',
   'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
   'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
-  'max_tenant_length', 'coalesce',
+  'max_tenant_length', 'coalesce', 'max_connections',
 ]);
 
 function show(value: unknown): string {
@@ -139,15 +143,19 @@ function workerFromUrl(text: unknown, index: number): WorkerSpec {
   return { url: `http://${urlHost}:${port}`, host, port, local, id };
 }
 
-function workersKey(raw: Raw, port: number): WorkerSpec[] {
+/** The most workers a config may name (as a number or a list). */
+const MAX_WORKERS = 256;
+
+function workersKey(raw: Raw, port: number, host: string): WorkerSpec[] {
   const value = raw.workers ?? 4;
   let workers: WorkerSpec[];
   if (typeof value === 'number') {
-    if (!Number.isInteger(value) || value < 0 || value > 256 || port + value > 65535) {
-      throw expected('workers', `a list of URLs or a whole number from 0 to ${Math.min(256, 65535 - port)}`, value);
+    if (!Number.isInteger(value) || value < 0 || value > MAX_WORKERS || port + value > 65535) {
+      throw expected('workers', `a list of URLs or a whole number from 0 to ${Math.min(MAX_WORKERS, 65535 - port)}`, value);
     }
     workers = Array.from({ length: value }, (_, i) => workerFromUrl(`http://127.0.0.1:${port + 1 + i}`, i));
   } else if (Array.isArray(value)) {
+    if (value.length > MAX_WORKERS) throw new ConfigError(`Expected \`workers\` to list at most ${MAX_WORKERS} URLs, got ${value.length}`, 'workers');
     workers = value.map((entry, i) => workerFromUrl(entry, i));
   } else {
     throw expected('workers', 'a list of URLs or a whole number', value);
@@ -160,6 +168,10 @@ function workersKey(raw: Raw, port: number): WorkerSpec[] {
     if (before !== undefined) throw new ConfigError(`\`workers[${i}]\` repeats \`workers[${before}]\` (${worker.url})`, `workers[${i}]`);
     if (worker.local && worker.port === port) {
       throw new ConfigError(`\`workers[${i}]\` uses the coordinator's own port ${port}`, `workers[${i}]`);
+    }
+    // Any other spelling of the coordinator's own address would make it forward to itself.
+    if (worker.port === port && reachesListener(worker.host, host)) {
+      throw new ConfigError(`\`workers[${i}]\` (${worker.url}) is the coordinator's own address (it listens on ${host}:${port}): requests would be forwarded to itself`, `workers[${i}]`);
     }
     seen.set(key, i);
   });
@@ -185,6 +197,7 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
   if (workerHost !== null && (typeof workerHost !== 'string' || workerHost.trim() === '')) {
     throw expected('worker_host', 'an address such as 127.0.0.1 or 0.0.0.0', workerHost);
   }
+  const host = stringKey(r, 'host', '127.0.0.1');
   const forwardTimeout = numberKey(r, 'forward_timeout', 5, 0);
   const forwardDeadline = numberKey(r, 'forward_deadline', 15, 0);
   if (forwardDeadline < forwardTimeout) {
@@ -192,8 +205,8 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
   }
   return {
     port,
-    host: stringKey(r, 'host', '127.0.0.1'),
-    workers: workersKey(r, port),
+    host,
+    workers: workersKey(r, port, host),
     database: path.resolve(baseDir, stringKey(r, 'database', 'db/')),
     worker_logs: path.resolve(baseDir, stringKey(r, 'worker_logs', 'logs/')),
     worker_persist: numberKey(r, 'worker_persist', 5, 0, 86400),
@@ -211,7 +224,13 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
     max_id_length: numberKey(r, 'max_id_length', 256, 1, 65536, true),
     max_tenant_length: numberKey(r, 'max_tenant_length', 256, 1, 4096, true),
     coalesce,
+    max_connections: numberKey(r, 'max_connections', defaultMaxConnections(), 1, 10_000_000, true),
   };
+}
+
+/** The ConfigError for text the YAML parser refused; `reason` is the parser's message (its first line is kept). */
+export function yamlSyntaxError(reason: string, cause?: unknown): ConfigError {
+  return new ConfigError(`The config is not valid YAML: ${reason.split('\n')[0]}`, undefined, { cause });
 }
 
 /** Parses YAML text into a config; throws ConfigError with the reason (and line) when it cannot. */
@@ -220,8 +239,7 @@ export function parseConfig(text: string, baseDir: string, warn?: (message: stri
   try {
     raw = parseYaml(text, { prettyErrors: true });
   } catch (err) {
-    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new ConfigError(`The config is not valid YAML: ${reason}`, undefined, { cause: err });
+    throw yamlSyntaxError(err instanceof Error ? err.message : String(err), err);
   }
   return validateConfig(raw, baseDir, warn);
 }

@@ -10,7 +10,7 @@ export const ERROR_CODES = {
   invalid_item: { status: 400, message: 'An item of the batch is invalid.' },
   too_many_items: { status: 400, message: 'The batch has more items than allowed.' },
   invalid_tenant: { status: 400, message: 'The tenant is invalid.' },
-  unsupported_content_type: { status: 400, message: 'Send the batch with Content-Type: application/json.' },
+  unsupported_content_type: { status: 400, message: 'A batch is a JSON array: send it as application/json (or with no Content-Type).' },
   bad_request: { status: 400, message: 'The request is malformed.' },
   unauthorized: { status: 401, message: 'This endpoint needs the cluster secret.' },
   forbidden: { status: 403, message: 'The cluster secret is wrong.' },
@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   no_worker_available: { status: 503, message: 'No worker could take the request; nothing was stored. Try again shortly.' },
   storage_unavailable: { status: 503, message: 'The worker could not write the batch to disk; nothing was acknowledged. Try again shortly.' },
   shutting_down: { status: 503, message: 'The server is shutting down.' },
+  outcome_unknown: { status: 504, message: 'A worker may have taken the batch but did not answer in time: it may or may not be stored. Retrying is safe (an item sent twice counts once).' },
+  forwarding_loop: { status: 508, message: 'The request was forwarded to a coordinator instead of a worker: a `workers` entry of the config points at a coordinator.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -11,7 +11,7 @@ export interface MemberInfo {
  * travels here because argv and the environment are readable by other local users.
  */
 export type CoordinatorMessage =
-  | { readonly type: 'init'; readonly workerId: string; readonly secret: string; readonly config: Config; readonly phase: number; readonly members: readonly MemberInfo[] }
+  | { readonly type: 'init'; readonly workerId: string; readonly secret: string; readonly config: Config; readonly members: readonly MemberInfo[] }
   | { readonly type: 'config'; readonly config: Config }
   /** The live workers changed: each worker's share of the tenant files follows it. */
   | { readonly type: 'members'; readonly members: readonly MemberInfo[] };

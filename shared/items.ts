@@ -51,8 +51,23 @@ export function parseJsonBody(body: Buffer): unknown {
 }
 
 /**
+ * The value of the key that matches `name` regardless of letter case (`ID`, `Tenant`), as
+ * Go's encoding/json matches struct fields; the last such key wins, as there. Only called
+ * when the exact key is absent, so exact-case items never pay for it.
+ */
+function foldedKey(item: Record<string, unknown>, name: string): unknown {
+  let value: unknown;
+  for (const key in item) {
+    if (key.length === name.length && key.toLowerCase() === name) value = item[key];
+  }
+  return value;
+}
+
+/**
  * Validates a whole batch before anything of it is applied: the first bad item is
- * reported by index and nothing is stored. Extra keys in an item are ignored.
+ * reported by index and nothing is stored. Extra keys in an item are ignored. Keys match
+ * case-insensitively (`"ID"`, `"Tenant"`), the exact key winning when both are present;
+ * such an item is replaced in the array by a plain `{id, tenant}`.
  */
 export function validateBatch(value: unknown, limits: Limits): Item[] {
   if (!Array.isArray(value)) {
@@ -67,9 +82,17 @@ export function validateBatch(value: unknown, limits: Limits): Item[] {
     if (item === null || typeof item !== 'object' || Array.isArray(item)) {
       throw new AppError('invalid_item', `Item ${i} must be an object with string \`id\` and \`tenant\`.`, { index: i });
     }
-    const { id, tenant } = item as Record<string, unknown>;
+    let { id, tenant } = item as Record<string, unknown>;
+    let folded = false;
+    if (id === undefined || tenant === undefined) {
+      // An exact key present with a bad value (null, say) stays: it is reported, not replaced.
+      if (id === undefined) id = foldedKey(item as Record<string, unknown>, 'id');
+      if (tenant === undefined) tenant = foldedKey(item as Record<string, unknown>, 'tenant');
+      folded = true;
+    }
     const problem = problemWith(id, 'id', limits.max_id_length) ?? problemWith(tenant, 'tenant', limits.max_tenant_length);
     if (problem !== undefined) throw new AppError('invalid_item', `Item ${i}: ${problem}.`, { index: i });
+    if (folded) value[i] = { id, tenant };
   }
   return value as Item[];
 }

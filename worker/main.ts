@@ -33,6 +33,8 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 const ADOPTION_WAIT_MS = 60_000;
 /** What a stopping worker keeps of `kill_timeout` for itself: the rest is for persisting. */
 const STOP_MARGIN_MS = 1500;
+/** A stopping worker persists again after this pause while ids keep arriving (hand-overs from workers stopping with it). */
+const FINAL_ROUND_PAUSE_MS = 50;
 /** How long a restarted worker waits to learn the membership before persisting what its log kept anyway. */
 const MEMBERSHIP_WAIT_MS = 3000;
 /** How long requests still under way get once the worker has persisted and let go of its locks. */
@@ -133,7 +135,12 @@ async function main(): Promise<void> {
       const stopBy = Date.now() + Math.max(500, config.kill_timeout * 1000 - STOP_MARGIN_MS);
       log.info(`stopping (${reason}): persisting`);
       server?.beginShutdown();
-      const round = await rounds.close(stopBy);
+      let round = await rounds.close(stopBy);
+      // Ids other workers handed over meanwhile (they are stopping too) go into the files as well, while time allows.
+      while (pending.ids > 0 && Date.now() < stopBy - FINAL_ROUND_PAUSE_MS) {
+        await sleep(FINAL_ROUND_PAUSE_MS);
+        round = await rounds.persistNow(stopBy);
+      }
       const persisted = round.ok && pending.ids === 0;
       if (!persisted) {
         log.warn(`stopping with ${pending.ids} id(s) not yet persisted: they stay in the write-ahead log ${walFolder} and are persisted at the next start (or by another worker)`);

@@ -103,6 +103,8 @@ export class Persister {
   /** After a round that left tenants unpersisted, the next comes this soon (doubling up to the interval). */
   #retryMs = FIRST_RETRY_MS;
   #retryTimer: NodeJS.Timeout | undefined;
+  /** Set once the worker is stopping: every persist from then on must be done by this time (epoch ms). */
+  #stopBy: number | undefined;
 
   constructor(options: PersisterOptions) {
     this.#wal = options.wal;
@@ -202,7 +204,7 @@ export class Persister {
     const round = this.#roundPersist;
     this.#inFlight.add(taken);
     const work = (async () => {
-      const failed = await this.#store.persist(taken, { visible: options.visible });
+      const failed = await this.#store.persist(taken, { visible: options.visible, ...(this.#stopBy === undefined ? {} : { stopBy: this.#stopBy }) });
       this.#relog(failed);
       const result = new Set(failed.keys());
       if (options.visible && round !== undefined) {
@@ -336,6 +338,7 @@ export class Persister {
    * and no lock is left held. A second call returns the same promise.
    */
   close(stopBy?: number): Promise<RoundResult> {
+    this.#stopBy ??= stopBy;
     clearTimeout(this.#timer);
     clearTimeout(this.#retryTimer);
     this.#timer = undefined;

@@ -1,16 +1,19 @@
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
-import type { NextFunction, Request, Response } from 'express';
 import type { Config } from '../shared/config.js';
+import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
-import { SECRET_HEADER, checkJsonContentType, readBody, sendError, sendJson } from '../shared/http.js';
-import { addItemRoutes, closeServer, createApp, createHttpServer, listen, matchHotRoute, tenantOf, type HotRoute } from '../shared/http-server.js';
+import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { checkTenant, parseBatch, parseJsonBody } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
+import { checkBatchContentType, readBody } from '../shared/request-body.js';
+import { sendError, sendJson } from '../shared/responses.js';
+import { RouteTable, type RouteMatch } from '../shared/routes.js';
+import { closeServer, createHttpServer, listen } from '../shared/server-lifecycle.js';
+import { tenantOf } from '../shared/tenant-param.js';
 import { describeDiskError } from './disk-error.js';
 import type { Pending } from './pending.js';
 import type { Persister } from './persister.js';
-import { HANDOFF_PATH } from './store/handoff.js';
 import { decodeIdMap } from './store/id-map.js';
 import type { Store } from './store/store.js';
 import { WalLostError, asRecord, type Wal } from './wal.js';
@@ -26,7 +29,7 @@ export interface WorkerServerOptions {
   readonly secret: string;
   /** What `GET /` adds about the worker's state. */
   readonly status: () => Record<string, unknown>;
-  /** Persist everything and prepare to exit; the answer to /kill waits for it. */
+  /** Persist (within kill_timeout) and prepare to exit; the answer to /kill waits for it. */
   readonly onKill: () => Promise<{ persisted: boolean; pending: number }>;
   /** The /kill answer went out: now exit. */
   readonly onKilled: () => void;
@@ -47,9 +50,8 @@ const CLOSE_GRACE_MS = 5_000;
 const MAX_HANDOFF_BYTES = 64 * 1024 * 1024;
 /** Most tenants one flush request may name. */
 const MAX_FLUSH_TENANTS = 10_000;
-export const FLUSH_PATH = '/internal/flush';
 
-/** Control calls need the secret the coordinator handed over: 401 without it, 403 when wrong. */
+/** Control calls need the secret the coordinator handed over IPC: 401 without it, 403 when wrong. */
 function checkSecret(req: http.IncomingMessage, secret: string): void {
   const given = req.headers[SECRET_HEADER];
   if (typeof given !== 'string' || given === '') throw new AppError('unauthorized');
@@ -59,11 +61,12 @@ function checkSecret(req: http.IncomingMessage, secret: string): void {
 }
 
 /**
- * The worker's HTTP API. A batch: validate → append its raw JSON to the write-ahead log
- * (group commit) → its ids become pending → 200. A count: the store's count (every worker
- * answers the same once ids are persisted). Control routes, for the coordinator and the
- * other workers only: `/kill` (persist, answer, exit), the hand-over of ids to the worker
- * that writes their tenants' files, and a flush (what a strong read asks every worker).
+ * The worker's HTTP API, routed by the shared table (shared/routes.ts). A batch: validate
+ * → append its JSON as sent to the write-ahead log (group commit) → its ids become pending
+ * → 200. A count: the store's (every worker answers the same once ids are persisted).
+ * Control routes, for the coordinator and the other workers only: `/kill` (persist, answer,
+ * exit), the hand-over of ids to the worker that writes their tenants' files, and a flush
+ * (what a strong read asks of every worker).
  */
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { wal, pending, store, persister, log, config } = options;
@@ -76,7 +79,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
 
   async function ingest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
-      checkJsonContentType(req);
+      checkBatchContentType(req);
       const current = config();
       const body = await readBody(req, current.max_body_bytes);
       const items = parseBatch(body, current);
@@ -94,7 +97,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
-  async function count(res: http.ServerResponse, route: Exclude<HotRoute, { kind: 'ingest' }>): Promise<void> {
+  async function count(res: http.ServerResponse, route: RouteMatch): Promise<void> {
     try {
       const tenant = checkTenant(tenantOf(route), config().max_tenant_length);
       let n: number;
@@ -110,7 +113,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   }
 
   /** Ids from another worker, for tenants this one writes: log them, answer, merge them at once. */
-  async function handoff(req: Request, res: Response): Promise<void> {
+  async function handoff(req: http.IncomingMessage, res: http.ServerResponse, route: RouteMatch): Promise<void> {
     try {
       checkSecret(req, options.secret);
       const body = await readBody(req, MAX_HANDOFF_BYTES);
@@ -125,22 +128,22 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       } catch (err) {
         throw storageError(err);
       }
-      const visible = new URL(req.originalUrl, 'http://worker').searchParams.get('wait') === 'visible';
+      const visible = new URLSearchParams(route.query).get('wait') === 'visible';
       const merged = persister.flushSoon(map.keys(), { visible });
-      // Durable here now; the sender may forget them. A strong read waits for the merge too.
+      // Durable here now: the sender may forget them. A strong read waits for the merge too.
       const failed = visible ? [...(await merged)] : [];
       if (!visible) merged.catch(() => {});
       sendJson(res, 200, { failed });
     } catch (err) {
-      sendError(res, err, log, `POST ${HANDOFF_PATH}`);
+      sendError(res, err, log, 'POST /internal/merge');
     }
   }
 
   /** A strong read: persist these tenants' pending ids and wait until every worker counts them. */
-  async function flush(req: Request, res: Response): Promise<void> {
+  async function flush(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       checkSecret(req, options.secret);
-      const value = parseJsonBody(await readBody(req, config().max_body_bytes)) as { tenants?: unknown };
+      const value = parseJsonBody(await readBody(req, config().max_body_bytes)) as { tenants?: unknown } | null;
       const tenants = value?.tenants;
       if (!Array.isArray(tenants) || tenants.length > MAX_FLUSH_TENANTS || !tenants.every((t) => typeof t === 'string')) {
         throw new AppError('invalid_batch', `A flush names its tenants: {"tenants": [...]}, at most ${MAX_FLUSH_TENANTS}.`);
@@ -151,11 +154,11 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       }
       sendJson(res, 200, { flushed: tenants.length });
     } catch (err) {
-      sendError(res, err, log, `POST ${FLUSH_PATH}`);
+      sendError(res, err, log, 'POST /internal/flush');
     }
   }
 
-  async function kill(req: Request, res: Response): Promise<void> {
+  async function kill(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       checkSecret(req, options.secret);
       const result = await options.onKill();
@@ -166,35 +169,28 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
-  const app = createApp(log, (routes, notAllowed) => {
-    routes.use((req: Request, res: Response, next: NextFunction) => {
-      // While stopping, other workers may still hand over ids: this worker takes them until it exits.
-      if (shuttingDown && req.path !== '/kill' && req.path !== HANDOFF_PATH) sendError(res, new AppError('shutting_down'), log, `${req.method} ${req.path}`);
-      else next();
-    });
-    routes.route('/')
-      .get((_req: Request, res: Response) => {
+  const onRequest = createFrontDoor({
+    table: new RouteTable('worker'),
+    log,
+    handlers: {
+      health: (_req, res) => {
         sendJson(res, 200, { status: 'ok', worker: options.workerId, durability: config().durability, ...options.status() });
-      })
-      .all(notAllowed('GET, HEAD'));
-    addItemRoutes(routes, notAllowed, { ingest, count });
-    routes.route('/kill')
-      .get(kill)
-      .post(kill)
-      .all(notAllowed('GET, HEAD, POST'));
-    routes.route(HANDOFF_PATH).post(handoff).all(notAllowed('POST'));
-    routes.route(FLUSH_PATH).post(flush).all(notAllowed('POST'));
+      },
+      ingest: (req, res) => ingest(req, res),
+      countByQuery: (_req, res, match) => count(res, match),
+      countBySegment: (_req, res, match) => count(res, match),
+      kill: (req, res) => kill(req, res),
+      handoff: (req, res, match) => handoff(req, res, match),
+      flush: (req, res) => flush(req, res),
+    },
+    intercept: (req, res, match) => {
+      // While stopping, other workers may still hand over ids: this worker takes them until it exits.
+      if (!shuttingDown || (match?.kind === 'route' && (match.name === 'kill' || match.name === 'handoff'))) return false;
+      sendError(res, new AppError('shutting_down'), log, describeRequest(req));
+      return true;
+    },
   });
-
-  const unexpected = (err: unknown): void => {
-    log.error('request handler failed', err);
-  };
-  const server = createHttpServer((req, res) => {
-    const route = shuttingDown ? undefined : matchHotRoute(req.method, req.url!);
-    if (route === undefined) app(req, res);
-    else if (route.kind === 'ingest') ingest(req, res).catch(unexpected);
-    else count(res, route).catch(unexpected);
-  }, log);
+  const server = createHttpServer(onRequest, log);
 
   let closing: Promise<void> | undefined;
   return {

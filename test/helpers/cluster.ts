@@ -73,6 +73,11 @@ export interface ClusterOptions {
   readonly fastTimings?: boolean;
   /** Leave the temp folder after cleanup, for a person to read its logs and files. @default false */
   readonly keepDir?: boolean;
+  /**
+   * A command the coordinator runs under (it must exec the rest of its arguments, keeping
+   * the pid), e.g. `['prlimit', '--nofile=256:256', '--']` for a low open-file limit. @default []
+   */
+  readonly commandPrefix?: readonly string[];
 }
 
 export interface StopOptions {
@@ -272,7 +277,8 @@ class ClusterProcess implements Cluster {
     this.#exitInfo = undefined;
     this.#startMs = undefined;
     this.#spawnedAt = performance.now();
-    const child = spawn(process.execPath, [COORDINATOR_ENTRY, '--config', this.configFile], {
+    const [command, ...args] = [...(this.#options.commandPrefix ?? []), process.execPath, COORDINATOR_ENTRY, '--config', this.configFile];
+    const child = spawn(command!, args, {
       cwd: this.dir,
       env: { ...process.env, [MARKER]: this.#token },
       stdio: ['ignore', 'pipe', 'pipe'],

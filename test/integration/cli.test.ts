@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,6 +58,15 @@ describe('countapp start-up', () => {
     expect((await countapp(['--bogus'])).output).toMatch(/unknown argument "--bogus"/);
     const file = configFile('database: config.yaml/db\n'); // a folder inside a file
     expect((await countapp(['--config', file])).output).toMatch(/cannot create `database` folder .*config.yaml\/db \(ENOTDIR\)/);
+  });
+
+  it('refuses a config file over 1 MiB before reading it: exit 1, the size named, nothing created', async () => {
+    const file = configFile(`port: 5000\nworkers: 1\njunk: "${'x'.repeat(2 * 1024 * 1024)}"\n`);
+    const size = statSync(file).size;
+    const { code, output } = await countapp(['--config', file]);
+    expect(code).toBe(1);
+    expect(output).toBe(`countapp: ${file} is 2 MiB (${size} bytes), over the 1 MiB limit for a config file\n`);
+    expect(existsSync(path.join(path.dirname(file), 'logs'))).toBe(false);
   });
 
   it('exits with a clear message when its port is taken, starting no worker', async () => {

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig, parseConfig, validateConfig, type Config } from '../../shared/config.js';
+import { defaultMaxConnections } from '../../shared/open-file-limit.js';
 
 const BASE = '/srv/countapp';
 
@@ -47,6 +48,7 @@ const DEFAULTS: Config = {
   max_id_length: 256,
   max_tenant_length: 256,
   coalesce: true,
+  max_connections: defaultMaxConnections(),
 };
 
 describe('defaults', () => {

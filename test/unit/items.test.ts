@@ -278,3 +278,37 @@ describe('checkTenant', () => {
     expect(checkTenant('x'.repeat(16), 16)).toBe('x'.repeat(16));
   });
 });
+
+describe('parseBatch: keys in any letter case (as Go decodes them)', () => {
+  it.each([
+    ['ID and Tenant', '[{"ID": "a", "Tenant": "t"}]', { id: 'a', tenant: 't' }],
+    ['all caps', '[{"ID": "a", "TENANT": "t"}]', { id: 'a', tenant: 't' }],
+    ['mixed', '[{"iD": "a", "tEnAnT": "t"}]', { id: 'a', tenant: 't' }],
+    ['among folded keys the last one wins', '[{"ID": "no", "Id": "a", "tenant": "t"}]', { id: 'a', tenant: 't' }],
+  ])('%s', (_label, text, expected) => {
+    const items = parseBatch(body(text), LIMITS);
+    expect(items).toEqual([expected]);
+    // Replaced by a plain item: the extra keys are gone.
+    expect(Object.keys(items[0]!).sort()).toEqual(['id', 'tenant']);
+  });
+
+  it('the exact key wins over a folded one', () => {
+    expect(parseBatch(body('[{"ID": "no", "id": "a", "tenant": "t", "Tenant": "no"}]'), LIMITS)[0]).toMatchObject({ id: 'a', tenant: 't' });
+    expect(parseBatch(body('[{"ID": "no", "id": "a", "TENANT": "t"}]'), LIMITS)).toEqual([{ id: 'a', tenant: 't' }]);
+  });
+
+  it('an exact key with a bad value is reported, not replaced by a folded one', () => {
+    expectCode(appError(() => parseBatch(body('[{"id": null, "ID": "a", "tenant": "t"}]'), LIMITS)), 'invalid_item', 0);
+  });
+
+  it('a folded key is validated like the exact one', () => {
+    expectCode(appError(() => parseBatch(body('[{"id": "a", "tenant": "t"}, {"ID": 7, "Tenant": "t"}]'), LIMITS)), 'invalid_item', 1);
+    expectCode(appError(() => parseBatch(body('[{"Idx": "a", "tenant": "t"}]'), LIMITS)), 'invalid_item', 0);
+  });
+
+  it('an exact-case item is returned as it was parsed (the fast path allocates nothing)', () => {
+    const parsed = JSON.parse('[{"id": "a", "tenant": "t", "extra": 1}]') as unknown[];
+    const first = parsed[0];
+    expect(validateBatch(parsed, LIMITS)[0]).toBe(first);
+  });
+});

@@ -132,9 +132,9 @@ export class FileStore implements Store {
     this.#merges.setStaleMs(ms);
   }
 
-  /** Shards whose locks this worker keeps: none while it knows no membership (then it writes everything, lock by lock). */
-  #ownedShards(): number[] {
-    if (this.#ownership.members.length === 0) return [];
+  /** Shards whose locks this worker keeps; null while it knows no membership (then it writes everything, lock by lock). */
+  #ownedShards(): number[] | null {
+    if (this.#ownership.members.length === 0) return null;
     const shards: number[] = [];
     for (let shard = 0; shard < SHARDS; shard++) if (this.#ownership.ownsShard(shard)) shards.push(shard);
     return shards;

@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import { SECRET_HEADER } from '../../shared/http.js';
+import { SECRET_HEADER } from '../../shared/control-secret.js';
 import { encodeIdMap, type IdMap } from './id-map.js';
 
 /** The worker route that takes ids handed over by another worker (control route: needs the cluster secret). */

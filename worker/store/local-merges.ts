@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { DATA_DIR_MODE } from '../../shared/data-modes.js';
 import type { Logger } from '../../shared/log.js';
-import { mapSettledLimit } from '../../shared/pool.js';
+import { mapSettledLimit } from '../../shared/map-settled-limit.js';
 import { describeDiskError } from '../disk-error.js';
 import { syncFileSystem, syncToDisk } from '../fsync.js';
 import type { IdMap } from './id-map.js';
@@ -26,7 +26,7 @@ export class LocalMerges implements MergeBackend {
   readonly #locks: ShardLocks;
   readonly #merger: Merger;
   #staleMs: number;
-  #owned: ReadonlySet<number> = new Set();
+  #owned: ReadonlySet<number> | null = null;
   /** When each held tenant was last merged here. */
   readonly #mergedAt = new Map<string, number>();
   /** Whether a checkpoint may sync the whole file system at once (see syncFileSystem). */
@@ -57,8 +57,8 @@ export class LocalMerges implements MergeBackend {
     return outcome;
   }
 
-  own(shards: readonly number[]): void {
-    this.#owned = new Set(shards);
+  own(shards: readonly number[] | null): void {
+    this.#owned = shards === null ? null : new Set(shards);
     this.#locks.own(shards).catch((err: unknown) => this.#log.warn('could not let go of the locks of shards no longer owned', err));
   }
 
@@ -120,7 +120,7 @@ export class LocalMerges implements MergeBackend {
   /** Drops from memory the tenants another worker owns now and this one has not merged for a while. */
   #forgetOld(): void {
     const cutoff = Date.now() - FORGET_AFTER_MS;
-    const keep = (tenant: string): boolean => this.#owned.has(shardOf(tenant)) || (this.#mergedAt.get(tenant) ?? 0) > cutoff;
+    const keep = (tenant: string): boolean => this.#owned === null || this.#owned.has(shardOf(tenant)) || (this.#mergedAt.get(tenant) ?? 0) > cutoff;
     if (this.#files.forget(keep) === 0) return;
     for (const tenant of this.#mergedAt.keys()) if (!keep(tenant)) this.#mergedAt.delete(tenant);
   }
@@ -130,7 +130,7 @@ export class LocalMerges implements MergeBackend {
   }
 
   async close(): Promise<void> {
-    await this.#merger.idle();
+    await this.#merger.stop();
     await this.#locks.releaseAll();
   }
 }

@@ -9,8 +9,8 @@ import type { MergeOutcome } from './merger.js';
 export interface MergeBackend {
   /** Merges `map` into the tenant files; never rejects (failures are in the outcome). */
   merge(map: IdMap, stopBy?: number): Promise<MergeOutcome>;
-  /** The shards this worker owns now (their locks are kept; the others' let go). */
-  own(shards: readonly number[]): void;
+  /** The shards this worker owns now (their locks are kept; the others' let go); null while no membership is known. */
+  own(shards: readonly number[] | null): void;
   /** A new `lock_stale`, ms. */
   setStaleMs(ms: number): void;
   /** Writes back tenant files that were deleted or replaced under us; resolves with how many. */
@@ -19,6 +19,6 @@ export interface MergeBackend {
   checkpoint(sync: boolean): Promise<void>;
   /** Tenants whose ids are held, and how many ids. */
   held(): { readonly tenants: number; readonly ids: number };
-  /** Lets every lock go once the merges under way are done. */
+  /** Gives up merges not begun yet (their ids stay in the write-ahead log) and lets every lock go. */
   close(): Promise<void>;
 }

@@ -3,7 +3,7 @@
 export type ThreadRequest =
   /** Ids to merge, as JSON objects of tenant → ids (strings cross threads as one copy, a Map as many). */
   | { readonly type: 'merge'; readonly id: number; readonly chunks: readonly string[]; readonly stopBy?: number }
-  | { readonly type: 'own'; readonly id: number; readonly shards: readonly number[] }
+  | { readonly type: 'own'; readonly id: number; readonly shards: readonly number[] | null }
   | { readonly type: 'stale'; readonly id: number; readonly ms: number }
   | { readonly type: 'repair'; readonly id: number }
   | { readonly type: 'checkpoint'; readonly id: number; readonly sync: boolean }

@@ -49,6 +49,8 @@ export class Merger {
   readonly #options: MergerOptions;
   #queue: Job[] = [];
   #running: Promise<void> | undefined;
+  /** Set by stop(): shards not begun yet are given up at once. */
+  #stopped = false;
 
   constructor(options: MergerOptions) {
     this.#options = options;
@@ -65,6 +67,12 @@ export class Merger {
       this.#queue.push({ map, stopBy, resolve });
       this.#running ??= this.#run();
     });
+  }
+
+  /** The worker is stopping now: shards not begun are given up (their ids stay in the write-ahead log); resolves once the one being written is done. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.idle();
   }
 
   /** Resolves once every merge asked for so far is done. */
@@ -120,7 +128,7 @@ export class Merger {
           for (const tenant of tenants) failed.set(tenant, { ids: map.get(tenant)!, error });
         };
         const remaining = stopBy === undefined ? undefined : stopBy - Date.now();
-        if (remaining !== undefined && remaining <= 0) {
+        if (this.#stopped || (remaining !== undefined && remaining <= 0)) {
           fail(new DeadlineError('the worker is stopping and its time to persist is up'));
           continue;
         }
@@ -133,6 +141,11 @@ export class Merger {
         }
         try {
           for (const tenant of tenants) {
+            // A stopping worker lets go on time even in the middle of a big shard.
+            if (this.#stopped || (stopBy !== undefined && Date.now() >= stopBy)) {
+              failed.set(tenant, { ids: map.get(tenant)!, error: new DeadlineError('the worker is stopping and its time to persist is up') });
+              continue;
+            }
             try {
               written += files.mergeLocked(tenant, map.get(tenant)!);
             } catch (err) {

@@ -28,7 +28,8 @@ export interface ShardLocksOptions {
 export class ShardLocks {
   readonly #options: ShardLocksOptions;
   readonly #held = new Map<number, Lock>();
-  #owned: ReadonlySet<number> = new Set();
+  /** The shards this worker owns; null while it knows no membership (then it may write any shard, waiting its turn). */
+  #owned: ReadonlySet<number> | null = null;
 
   constructor(options: ShardLocksOptions) {
     this.#options = options;
@@ -39,10 +40,11 @@ export class ShardLocks {
     return this.#held.size;
   }
 
-  /** The shards this worker owns now: locks of the others are let go. */
-  async own(shards: Iterable<number>): Promise<void> {
-    this.#owned = new Set(shards);
-    const letGo = [...this.#held.keys()].filter((shard) => !this.#owned.has(shard));
+  /** The shards this worker owns now (null: no membership known): locks of the others are let go. */
+  async own(shards: Iterable<number> | null): Promise<void> {
+    const owned = shards === null ? null : new Set(shards);
+    this.#owned = owned;
+    const letGo = [...this.#held.keys()].filter((shard) => owned === null || !owned.has(shard));
     await Promise.all(letGo.map((shard) => this.#release(shard)));
   }
 
@@ -51,8 +53,11 @@ export class ShardLocks {
     const held = this.#held.get(shard);
     if (held !== undefined && !held.compromised()) return { compromised: held.compromised, done: async () => {} };
     if (held !== undefined) this.#held.delete(shard);
-    const lock = await this.#acquire(shard, maxWaitMs);
-    if (this.#owned.has(shard)) {
+    // Another live worker keeps the lock of a shard it owns: waiting for it would only wait
+    // out the stale time. Try once; the ids are retried shortly (or handed over by then).
+    const foreign = this.#owned !== null && !this.#owned.has(shard);
+    const lock = await this.#acquire(shard, foreign ? 0 : maxWaitMs);
+    if (this.#owned?.has(shard) === true) {
       this.#held.set(shard, lock);
       return { compromised: lock.compromised, done: async () => {} };
     }

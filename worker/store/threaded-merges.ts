@@ -83,7 +83,7 @@ export class ThreadedMerges implements MergeBackend {
     return { written: reply.written ?? 0, failed };
   }
 
-  own(shards: readonly number[]): void {
+  own(shards: readonly number[] | null): void {
     this.#ask({ type: 'own', shards }).catch((err: unknown) => this.#log.warn('the merge thread could not take the new shard ownership', err));
   }
 

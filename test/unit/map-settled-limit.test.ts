@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mapSettledLimit } from '../../shared/pool.js';
+import { mapSettledLimit } from '../../shared/map-settled-limit.js';
 
 interface Deferred<T> {
   readonly promise: Promise<T>;

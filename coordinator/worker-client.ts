@@ -1,0 +1,92 @@
+import axios from 'axios';
+import { SECRET_HEADER } from '../shared/control-secret.js';
+import { ownResourceErrorCode } from './resource-errors.js';
+
+/**
+ * The coordinator's two control calls to a worker, `GET /` (health) and `POST /kill`
+ * (stop), with their failures sorted into the worker's and the coordinator's own. Axios,
+ * not the forwarder's undici pools: these calls are rare, and a fresh connection each
+ * time tests what a new client would meet.
+ */
+
+/** The answer to one health check. */
+export type HealthAnswer =
+  /** 200: `body` is the worker's answer, parsed when it is JSON. */
+  | { readonly kind: 'ok'; readonly body: unknown }
+  /** The worker did not answer well: refused, reset, timed out, or not 200. */
+  | { readonly kind: 'failed'; readonly reason: string; readonly timedOut: boolean }
+  /** The coordinator could not even ask (its own EMFILE and the like): says nothing about the worker. */
+  | { readonly kind: 'inconclusive'; readonly reason: string; readonly code: string };
+
+/** How a health check is made; tests pass a fake one. */
+export type HealthCheck = (url: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) => Promise<HealthAnswer>;
+
+/** A short description of a failed request: the error code when there is one. */
+export function describeRequestError(err: unknown): string {
+  if (axios.isAxiosError(err)) return err.code ?? err.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function isTimeout(err: unknown): boolean {
+  return axios.isAxiosError(err) && (err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT');
+}
+
+function parseBody(text: unknown): unknown {
+  if (typeof text !== 'string') return text;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+/** `GET <url>/`: is the worker serving? Never rejects. */
+export const checkHealth: HealthCheck = async (url, { timeoutMs, signal }) => {
+  try {
+    const res = await axios.get<string>(`${url}/`, {
+      timeout: timeoutMs,
+      signal,
+      validateStatus: () => true,
+      proxy: false,
+      maxRedirects: 0,
+      responseType: 'text',
+    });
+    if (res.status === 200) return { kind: 'ok', body: parseBody(res.data) };
+    return { kind: 'failed', reason: `HTTP ${res.status}`, timedOut: false };
+  } catch (err) {
+    const code = ownResourceErrorCode(err);
+    if (code !== undefined) return { kind: 'inconclusive', reason: describeRequestError(err), code };
+    return { kind: 'failed', reason: describeRequestError(err), timedOut: isTimeout(err) };
+  }
+};
+
+/** The answer to `POST /kill`. */
+export type KillAnswer =
+  /**
+   * 2xx: the worker is exiting; `persisted` says whether everything it had acknowledged is
+   * in the store (otherwise `pending` ids wait in its write-ahead log for its next start).
+   */
+  | { readonly kind: 'accepted'; readonly persisted: boolean; readonly pending: number }
+  /** Any other status, or no answer. */
+  | { readonly kind: 'refused'; readonly reason: string };
+
+/** `POST <url>/kill` with the secret: the worker persists, answers, then exits. Never rejects. */
+export async function requestKill(url: string, secret: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }): Promise<KillAnswer> {
+  try {
+    const res = await axios.post(`${url}/kill`, null, {
+      headers: { [SECRET_HEADER]: secret },
+      timeout: options.timeoutMs,
+      signal: options.signal,
+      validateStatus: () => true,
+      proxy: false,
+      maxRedirects: 0,
+    });
+    if (res.status >= 200 && res.status < 300) {
+      const body = res.data as { persisted?: unknown; pending?: unknown } | undefined;
+      return { kind: 'accepted', persisted: body?.persisted === true, pending: typeof body?.pending === 'number' ? body.pending : 0 };
+    }
+    return { kind: 'refused', reason: `HTTP ${res.status}` };
+  } catch (err) {
+    return { kind: 'refused', reason: describeRequestError(err) };
+  }
+}
