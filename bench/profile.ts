@@ -27,6 +27,9 @@ export interface Profile {
   /** Convergence samples and the worker_persist they run with, seconds. */
   readonly convergenceSamples: number;
   readonly convergencePersistSec: number;
+  /** Tenants of one id each for the many-tenants section, and for its million-tenant run (0: skip). */
+  readonly manyTenants: number;
+  readonly millionTenants: number;
   /** Cold starts (median reported), and the pending ids of the memory measurement. */
   readonly coldStarts: number;
   readonly memoryIds: number;
@@ -51,6 +54,8 @@ export const FULL: Profile = {
   inProcessRepeats: 5,
   convergenceSamples: 20,
   convergencePersistSec: 1,
+  manyTenants: 100_000,
+  millionTenants: 1_000_000,
   coldStarts: 3,
   memoryIds: 1_000_000,
   memoryBatch: 10_000,
@@ -74,6 +79,8 @@ export const SHORT: Profile = {
   inProcessRepeats: 3,
   convergenceSamples: 3,
   convergencePersistSec: 1,
+  manyTenants: 2_000,
+  millionTenants: 0,
   coldStarts: 1,
   memoryIds: 20_000,
   memoryBatch: 2_000,

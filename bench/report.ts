@@ -19,6 +19,8 @@ function number(value: number, unit: Unit): string {
       return Math.abs(value) < 10 ? value.toFixed(2) : Math.abs(value) < 100 ? value.toFixed(1) : Math.round(value).toLocaleString('en-US');
     case 's':
       return value.toFixed(2);
+    case 'µs':
+      return value.toFixed(1);
     case 'ratio':
       return value.toFixed(2);
     case 'MiB':

@@ -10,7 +10,7 @@ export interface Row {
   readonly note?: string;
 }
 
-export type Unit = 'items/s' | 'req/s' | 'ms' | 's' | 'ratio' | 'MiB' | 'B' | 'count';
+export type Unit = 'items/s' | 'req/s' | 'ms' | 's' | 'µs' | 'ratio' | 'MiB' | 'B' | 'count';
 
 /** What a section hands back: its rows and the raw figures behind them (for the JSON). */
 export interface SectionResult {

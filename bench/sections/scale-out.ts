@@ -106,8 +106,8 @@ export async function scaleOutSection(ctx: Context, profile: Profile): Promise<S
       ctx.progress(`scale-out ${workers} worker(s): ${Math.round(itemsPerSec).toLocaleString('en-US')} items/s, ${usPerItem.toFixed(1)} µs CPU/item (coordinator ${coordinatorUs.toFixed(1)}), settled ${settleMs.toFixed(0)} ms after the load; counts ${sums.every((s) => s === result.acknowledged) ? 'exact' : 'WRONG'}`);
       rows.push(
         { section, measure: `${workers} worker(s): items/s`, value: itemsPerSec, unit: 'items/s', ...(workers === 4 ? { target: { op: '>=' as const, value: 200_000 } } : {}) },
-        { section, measure: `${workers} worker(s): CPU µs per item, all processes`, value: usPerItem, unit: 'count', ...(workers === 4 ? { target: { op: '<=' as const, value: 8 } } : {}) },
-        { section, measure: `${workers} worker(s): CPU µs per item, coordinator`, value: coordinatorUs, unit: 'count', target: { op: '<=', value: 1 } },
+        { section, measure: `${workers} worker(s): CPU µs per item, all processes`, value: usPerItem, unit: 'µs', ...(workers === 4 ? { target: { op: '<=' as const, value: 8 } } : {}) },
+        { section, measure: `${workers} worker(s): CPU µs per item, coordinator`, value: coordinatorUs, unit: 'µs', target: { op: '<=', value: 1 } },
       );
       raw.push({ workers, ...result, settleMs, cpu, itemsPerSec, usPerItem, coordinatorUs, sums });
     } finally {

@@ -1,0 +1,12 @@
+import fs from 'node:fs';
+import { startCluster } from '/work/wt-store/dist/test/helpers/cluster.js';
+const N = Number(process.argv[2] ?? 4);
+const cluster = await startCluster({ workers: N, fastTimings: false, config: { worker_persist: 1, config_check: 1 } });
+const pids = await cluster.workerPids();
+const cpu = (pid) => { const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8'); const f = st.slice(st.lastIndexOf(')')+2).split(' '); return Number(f[11]) + Number(f[12]); };
+await cluster.post(Array.from({length: 100}, (_, i) => ({ id: 'a' + i, tenant: 't' + (i % 50) })));
+await new Promise(r => setTimeout(r, 2000));
+const b = pids.map(cpu), cb = cpu(cluster.pid);
+await new Promise(r => setTimeout(r, 10000));
+console.log(`N=${N} idle: worker CPU ms/s each:`, pids.map((p, i) => ((cpu(p) - b[i]) * 10 / 10).toFixed(1)).join(' '), 'coordinator', ((cpu(cluster.pid) - cb) * 10 / 10).toFixed(1));
+await cluster.cleanup();
