@@ -91,7 +91,8 @@ export class Persister {
   #closing: Promise<RoundResult> | undefined;
   /** Ids taken from pending and not yet persisted: a lost log is rebuilt from these and pending. */
   readonly #inFlight = new Set<IdMap>();
-  readonly #flushes = new Set<Promise<unknown>>();
+  /** Flushes under way, with the tenants each covers. */
+  readonly #flushes = new Map<Promise<Set<string>>, ReadonlySet<string>>();
   /** The persist step of the round under way, which may hold ids a flush is asked about. */
   #roundPersist: Promise<IdMap> | undefined;
   /** Re-logs not finished yet, and how many ever failed: a round deletes nothing while one of its window failed. */
@@ -194,26 +195,34 @@ export class Persister {
   }
 
   /**
-   * Persists these tenants' pending ids now; with `visible`, resolves once every worker
-   * counts them (including ids a round under way has taken). Resolves with the tenants
-   * that could not be persisted.
+   * Persists these tenants' pending ids now. With `visible` (a strong read), resolves only
+   * once every worker counts every id this worker acknowledged for them before the call:
+   * it first waits for the round and the flushes under way that hold some of them, then
+   * hands what is pending to each tenant's owner — and asks the owner to make the tenant
+   * visible even when nothing is pending here, since a round may have handed the ids over
+   * already. Resolves with the tenants that could not be persisted.
    */
   async flush(tenants: Iterable<string>, options: { visible: boolean }): Promise<Set<string>> {
     const wanted = new Set(tenants);
-    const taken = this.#pending.takeTenants(wanted);
     const round = this.#roundPersist;
+    let roundFailed: IdMap | undefined;
+    if (options.visible) {
+      const earlier = [...this.#flushes].filter(([, flushing]) => [...flushing].some((tenant) => wanted.has(tenant))).map(([work]) => work);
+      const settled = await Promise.allSettled([...earlier, ...(round === undefined ? [] : [round])]);
+      const last = settled.at(-1);
+      if (round !== undefined && last?.status === 'fulfilled') roundFailed = last.value as IdMap;
+    }
+    const taken = this.#pending.takeTenants(wanted);
+    if (options.visible) for (const tenant of wanted) if (!taken.has(tenant)) taken.set(tenant, []);
     this.#inFlight.add(taken);
     const work = (async () => {
       const failed = await this.#store.persist(taken, { visible: options.visible, ...(this.#stopBy === undefined ? {} : { stopBy: this.#stopBy }) });
       this.#relog(failed);
       const result = new Set(failed.keys());
-      if (options.visible && round !== undefined) {
-        const roundFailed = await round.catch(() => new Map<string, string[]>());
-        for (const tenant of roundFailed.keys()) if (wanted.has(tenant)) result.add(tenant);
-      }
+      for (const tenant of roundFailed?.keys() ?? []) if (wanted.has(tenant)) result.add(tenant);
       return result;
     })();
-    this.#flushes.add(work);
+    this.#flushes.set(work, wanted);
     try {
       return await work;
     } finally {
@@ -263,7 +272,7 @@ export class Persister {
       this.#log.error(`cannot start a new write-ahead log segment: ${describeDiskError(err)}; the log is kept until a round succeeds`, err);
     }
     const relogFailuresBefore = this.#relogFailures;
-    const flushesBefore = [...this.#flushes];
+    const flushesBefore = [...this.#flushes.keys()];
     const snapshot = this.#pending.take();
     this.#inFlight.add(snapshot);
     try {
@@ -343,7 +352,7 @@ export class Persister {
     clearTimeout(this.#retryTimer);
     this.#timer = undefined;
     this.#closing ??= (async () => {
-      await settledBy(Promise.allSettled([...this.#flushes]), stopBy);
+      await settledBy(Promise.allSettled([...this.#flushes.keys()]), stopBy);
       return this.persistNow(stopBy);
     })();
     return this.#closing;

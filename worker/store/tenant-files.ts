@@ -167,6 +167,8 @@ export class TenantFiles {
     const file = this.pathOf(tenant);
     let info = this.#lstat(tenant);
     let loaded = this.#loaded.get(tenant);
+    // Nothing to add to a tenant not held here: no need to read its file (a strong read's no-op).
+    if (loaded === undefined && ids.length === 0) return 0;
     let carried: string[] = [];
     if (loaded === undefined) {
       loaded = this.#load(file, info);

@@ -1,0 +1,12 @@
+import { spawnSync } from 'node:child_process';
+import { startCluster } from '/work/wt-store/dist/test/helpers/cluster.js';
+import { Pool } from 'undici';
+import fs from 'node:fs';
+const cluster = await startCluster({ workers: 1, fastTimings: false, config: { worker_persist: 1, config_check: 1, durability: 'write' }, commandPrefix: ['bash', '-c', 'exec "$1" --cpu-prof --cpu-prof-dir=/tmp/cprof "${@:2}"', 'wrapper'] });
+let next = 0; let acked = 0;
+const pool = new Pool(cluster.url, { connections: 16 });
+const end = Date.now() + 8000;
+const lane = async () => { while (Date.now() < end) { let b = '['; for (let i = 0; i < 100; i++) { const n = next++; b += (i ? ',' : '') + `{"id":"x${n.toString(36)}","tenant":"t${n % 1000}"}`; } b += ']'; const r = await pool.request({ method: 'POST', path: '/items', body: b, headers: { 'content-type': 'application/json' } }); await r.body.dump(); if (r.statusCode === 200) acked += 100; } };
+await Promise.all(Array.from({ length: 16 }, lane));
+console.log('acked', acked);
+await pool.close(); await cluster.stop('SIGINT'); await cluster.cleanup();
