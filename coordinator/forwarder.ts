@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { Config, WorkerSpec } from '../shared/config.js';
+import { describeError } from '../shared/describe-error.js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { FORWARDED_BY_HEADER, INSTANCE_ID } from './forwarded-by.js';
@@ -83,19 +85,6 @@ interface Failure {
    * but cannot write its log) or 508 `forwarding_loop` (the URL is a coordinator).
    */
   readonly definitive?: ForwardResponse;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function describeError(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    const cause = err.cause instanceof Error ? ` (${(err.cause as { code?: string }).code ?? err.cause.message})` : '';
-    return `${typeof code === 'string' ? `${code}: ` : ''}${err.message}${cause}`;
-  }
-  return String(err);
 }
 
 /** The `error.code` of one of our JSON error bodies, or undefined. */

@@ -1,4 +1,5 @@
 import axios from 'axios';
+import { describeError } from '../shared/describe-error.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
 import { ownResourceErrorCode } from './resource-errors.js';
 
@@ -20,12 +21,6 @@ export type HealthAnswer =
 
 /** How a health check is made; tests pass a fake one. */
 export type HealthCheck = (url: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) => Promise<HealthAnswer>;
-
-/** A short description of a failed request: the error code when there is one. */
-export function describeRequestError(err: unknown): string {
-  if (axios.isAxiosError(err)) return err.code ?? err.message;
-  return err instanceof Error ? err.message : String(err);
-}
 
 function isTimeout(err: unknown): boolean {
   return axios.isAxiosError(err) && (err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT');
@@ -55,8 +50,8 @@ export const checkHealth: HealthCheck = async (url, { timeoutMs, signal }) => {
     return { kind: 'failed', reason: `HTTP ${res.status}`, timedOut: false };
   } catch (err) {
     const code = ownResourceErrorCode(err);
-    if (code !== undefined) return { kind: 'inconclusive', reason: describeRequestError(err), code };
-    return { kind: 'failed', reason: describeRequestError(err), timedOut: isTimeout(err) };
+    if (code !== undefined) return { kind: 'inconclusive', reason: describeError(err), code };
+    return { kind: 'failed', reason: describeError(err), timedOut: isTimeout(err) };
   }
 };
 
@@ -87,6 +82,6 @@ export async function requestKill(url: string, secret: string, options: { readon
     }
     return { kind: 'refused', reason: `HTTP ${res.status}` };
   } catch (err) {
-    return { kind: 'refused', reason: describeRequestError(err) };
+    return { kind: 'refused', reason: describeError(err) };
   }
 }

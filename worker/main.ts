@@ -6,7 +6,7 @@ import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { isCoordinatorMessage, type CoordinatorMessage, type WorkerMessage } from '../shared/ipc.js';
 import { Logger } from '../shared/log.js';
 import { LockHeldError, ProcessLock } from '../shared/process-lock.js';
-import { describeDiskError } from './disk-error.js';
+import { describeError } from '../shared/describe-error.js';
 import { Pending } from './pending.js';
 import { Persister } from './persister.js';
 import { createWorkerServer, type WorkerServer } from './server.js';
@@ -245,7 +245,7 @@ process.on('unhandledRejection', (err) => {
 });
 
 main().catch((err: unknown) => {
-  const message = `cannot start: ${describeDiskError(err)}`;
+  const message = `cannot start: ${describeError(err)}`;
   log.error(message, err);
   send({ type: 'fatal', code: (err as NodeJS.ErrnoException).code ?? 'ERROR', message });
   process.exitCode = 1;

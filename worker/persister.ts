@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.js';
-import { describeDiskError } from './disk-error.js';
+import { describeError } from '../shared/describe-error.js';
 import type { Pending } from './pending.js';
 import { addIdMap, encodeIdMap, idCount, type IdMap } from './store/id-map.js';
 import type { Store } from './store/store.js';
@@ -170,7 +170,7 @@ export class Persister {
         this.#log.warn(`the write-ahead log was lost (deleted or moved); a new one in ${this.#wal.folder} holds the ${this.#pending.ids} id(s) not yet persisted`);
         await this.#store.repair();
       } catch (err) {
-        this.#log.error(`cannot recreate the write-ahead log in ${this.#wal.folder}: ${describeDiskError(err)}; batches are refused until it can`, err);
+        this.#log.error(`cannot recreate the write-ahead log in ${this.#wal.folder}: ${describeError(err)}; batches are refused until it can`, err);
         setTimeout(() => { if (this.#closing === undefined) this.recoverSoon().catch(() => {}); }, RECOVER_RETRY_MS).unref();
       } finally {
         this.#recovering = undefined;
@@ -256,7 +256,7 @@ export class Persister {
       for (const text of encodeIdMap(map, RECORD_BYTES)) await this.#wal.append(Buffer.from(text, 'utf8'), () => {});
     })().catch((err: unknown) => {
       this.#relogFailures++;
-      this.#log.error(`could not re-log ${idCount(map)} unpersisted id(s): ${describeDiskError(err)}; the old log segments are kept`, err);
+      this.#log.error(`could not re-log ${idCount(map)} unpersisted id(s): ${describeError(err)}; the old log segments are kept`, err);
     });
     this.#relogs.add(work);
     void work.finally(() => this.#relogs.delete(work));
@@ -269,7 +269,7 @@ export class Persister {
     try {
       sealed = await this.#wal.rotate();
     } catch (err) {
-      this.#log.error(`cannot start a new write-ahead log segment: ${describeDiskError(err)}; the log is kept until a round succeeds`, err);
+      this.#log.error(`cannot start a new write-ahead log segment: ${describeError(err)}; the log is kept until a round succeeds`, err);
     }
     const relogFailuresBefore = this.#relogFailures;
     const flushesBefore = [...this.#flushes.keys()];
@@ -293,7 +293,7 @@ export class Persister {
       const checkpoint = this.#store.checkpoint();
       checkpoint.catch((err: unknown) => {
         checkpointed = false;
-        this.#log.error(`could not fsync what was persisted: ${describeDiskError(err)}. The write-ahead log keeps it; retrying next round.`, err);
+        this.#log.error(`could not fsync what was persisted: ${describeError(err)}. The write-ahead log keeps it; retrying next round.`, err);
       });
       if (!(await settledBy(checkpoint, stopBy))) {
         checkpointed = false;
@@ -304,11 +304,11 @@ export class Persister {
         try {
           await this.#wal.dropThrough(sealed);
         } catch (err) {
-          this.#log.warn(`could not delete persisted write-ahead log segments (harmless: they are replayed idempotently): ${describeDiskError(err)}`);
+          this.#log.warn(`could not delete persisted write-ahead log segments (harmless: they are replayed idempotently): ${describeError(err)}`);
         }
       }
       for (const adoption of adoptions) {
-        await adoption.finish(safe).catch((err: unknown) => this.#log.warn(`could not clean up the adopted log of ${adoption.workerId}: ${describeDiskError(err)}`));
+        await adoption.finish(safe).catch((err: unknown) => this.#log.warn(`could not clean up the adopted log of ${adoption.workerId}: ${describeError(err)}`));
       }
       const ids = idCount(snapshot);
       const ms = performance.now() - started;

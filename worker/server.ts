@@ -11,7 +11,7 @@ import { sendError, sendJson } from '../shared/responses.js';
 import { RouteTable, type RouteMatch } from '../shared/routes.js';
 import { closeServer, createHttpServer, listen } from '../shared/server-lifecycle.js';
 import { tenantOf } from '../shared/tenant-param.js';
-import { describeDiskError } from './disk-error.js';
+import { describeError } from '../shared/describe-error.js';
 import type { Pending } from './pending.js';
 import type { Persister } from './persister.js';
 import { decodeIdMap } from './store/id-map.js';
@@ -74,7 +74,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
 
   function storageError(err: unknown): AppError {
     if (err instanceof WalLostError) persister.recoverSoon().catch(() => {});
-    return new AppError('storage_unavailable', `The worker could not write the batch to its log (${describeDiskError(err)}); nothing was stored. Try again shortly.`, { cause: err });
+    return new AppError('storage_unavailable', `The worker could not write the batch to its log (${describeError(err)}); nothing was stored. Try again shortly.`, { cause: err });
   }
 
   async function ingest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -104,7 +104,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       try {
         n = await store.count(tenant);
       } catch (err) {
-        throw new AppError('storage_unavailable', `The tenant's count cannot be read (${describeDiskError(err)}).`, { cause: err });
+        throw new AppError('storage_unavailable', `The tenant's count cannot be read (${describeError(err)}).`, { cause: err });
       }
       sendJson(res, 200, { count: n });
     } catch (err) {

@@ -1,5 +1,5 @@
 import type { Logger } from '../../shared/log.js';
-import { describeDiskError } from '../disk-error.js';
+import { describeError } from '../../shared/describe-error.js';
 import { HandoffClient } from './handoff.js';
 import { idCount, type IdMap } from './id-map.js';
 import { LocalMerges } from './local-merges.js';
@@ -94,7 +94,7 @@ export class FileStore implements Store {
       }
     } catch (err) {
       this.#handoffs.failed++;
-      this.#options.log.warn(`handing ${idCount(map)} id(s) of ${map.size} tenant(s) to ${member.id} failed (${describeDiskError(err)}): writing them here instead`);
+      this.#options.log.warn(`handing ${idCount(map)} id(s) of ${map.size} tenant(s) to ${member.id} failed (${describeError(err)}): writing them here instead`);
       await this.#mergeHere(map, options, failed);
     }
   }
@@ -108,7 +108,7 @@ export class FileStore implements Store {
       const file = (first.error as { file?: string }).file ?? this.#files.pathOf(tenant);
       // Expected troubles are said in words; anything else keeps its stack for the log.
       const detail = EXPECTED_FAILURES.has((first.error as Error).name) ? undefined : first.error;
-      this.#options.log.error(`could not persist ${outcome.failed.size} of ${map.size} tenant(s) (first: ${file}: ${describeDiskError(first.error)}); their ids stay in the write-ahead log and are retried shortly`, detail);
+      this.#options.log.error(`could not persist ${outcome.failed.size} of ${map.size} tenant(s) (first: ${file}: ${describeError(first.error)}); their ids stay in the write-ahead log and are retried shortly`, detail);
     }
   }
 

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { DATA_DIR_MODE } from '../../shared/data-modes.js';
 import type { Logger } from '../../shared/log.js';
 import { mapSettledLimit } from '../../shared/map-settled-limit.js';
-import { describeDiskError } from '../disk-error.js';
+import { describeError } from '../../shared/describe-error.js';
 import { syncFileSystem, syncToDisk } from '../fsync.js';
 import type { IdMap } from './id-map.js';
 import type { MergeBackend } from './merge-backend.js';
@@ -90,7 +90,7 @@ export class LocalMerges implements MergeBackend {
       } catch (err) {
         // No coreutils `sync`, or it failed: one fsync per file then, from now on.
         this.#syncfs = false;
-        this.#log.warn(`cannot sync the file system in one call (${describeDiskError(err)}); fsyncing each tenant file instead`);
+        this.#log.warn(`cannot sync the file system in one call (${describeError(err)}); fsyncing each tenant file instead`);
       }
     }
     const results = await mapSettledLimit(files, PARALLEL_SYNCS, (file) => syncToDisk(file, 'file'));
