@@ -1,6 +1,6 @@
 import { Logger } from '../../shared/log.js';
 
-/** A Logger that keeps its lines in memory (`LEVEL message`) instead of printing them, for unit tests. */
+/** A Logger that keeps its lines in memory (`LEVEL message`, `LEVEL [id] message` when the caller gave an id) instead of printing them, for unit tests. */
 export class CaptureLog extends Logger {
   readonly lines: string[] = [];
 
@@ -12,13 +12,13 @@ export class CaptureLog extends Logger {
     this.lines.push(`INFO ${message}`);
   }
 
-  override warn(message: string): void {
-    this.lines.push(`WARN ${message}`);
+  override warn(message: string, _detail?: unknown, id?: string): void {
+    this.lines.push(id === undefined ? `WARN ${message}` : `WARN [${id}] ${message}`);
   }
 
-  override error(message: string, _detail?: unknown, id = 'test'): string {
-    this.lines.push(`ERROR ${message}`);
-    return id;
+  override error(message: string, _detail?: unknown, id?: string): string {
+    this.lines.push(id === undefined ? `ERROR ${message}` : `ERROR [${id}] ${message}`);
+    return id ?? 'test';
   }
 
   /** The lines that match `pattern`. */

@@ -7,7 +7,7 @@ import { createCoordinatorServer, VALIDATE_BELOW_BYTES, type CoordinatorServer }
 import { validateConfig, type Config } from '../../shared/config.js';
 import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from '../../shared/server-lifecycle.js';
 import { freePorts } from '../helpers/ports.js';
-import { MemoryLog } from './memory-log.js';
+import { CaptureLog } from '../helpers/capture-log.js';
 
 const servers: CoordinatorServer[] = [];
 const closers: Array<() => Promise<void>> = [];
@@ -39,7 +39,7 @@ describe('the coordinator server', () => {
     // Validation refuses this config; build it by hand to see what the first hop does when a loop gets past it.
     const base = validateConfig({ port: port! + 1, workers: [url], forward_deadline: 15 }, '/tmp');
     const config: Config = { ...base, port: port! };
-    const log = new MemoryLog();
+    const log = new CaptureLog();
     const forwarder = new Forwarder({ log, config, liveWorkers: () => config.workers, markSuspect: () => {}, instanceId: 'self-1' });
     closers.push(() => forwarder.close());
     const coalescer = new Coalescer({ forwarder, config });
@@ -68,7 +68,7 @@ describe('the coordinator server', () => {
     const config = validateConfig({ port, workers: 0 }, '/tmp');
     const calls: ForwardRequest[] = [];
     const fake = { forward: async (request: ForwardRequest): Promise<ForwardResponse> => { calls.push(request); return { status: 200, body: Buffer.from('{"count":0}'), worker: 'w' }; } };
-    const server = createCoordinatorServer({ config, log: new MemoryLog(), forwarder: fake, coalescer: { submit: async () => ({ status: 200, body: Buffer.from('{"accepted":1}'), worker: 'w' }) }, status: () => [], instanceId: 'me' });
+    const server = createCoordinatorServer({ config, log: new CaptureLog(), forwarder: fake, coalescer: { submit: async () => ({ status: 200, body: Buffer.from('{"accepted":1}'), worker: 'w' }) }, status: () => [], instanceId: 'me' });
     servers.push(server);
     await server.listen(port!, '127.0.0.1');
     const answer = await fetch(`http://127.0.0.1:${port}/items/count?tenant=t`, { headers: { [FORWARDED_BY_HEADER]: 'another-coordinator' } });
@@ -89,7 +89,7 @@ describe('the coordinator server', () => {
         return items === undefined ? { status: 400, body: Buffer.from(workerRefusal), worker: 'worker-9' } : { status: 200, body: Buffer.from(`{"accepted":${items}}`), worker: 'worker-9' };
       },
     };
-    const log = new MemoryLog();
+    const log = new CaptureLog();
     const server = createCoordinatorServer({ config, log, forwarder: { forward: async () => { throw new Error('not used'); } }, coalescer, status: () => [] });
     servers.push(server);
     await server.listen(port!, '127.0.0.1');
@@ -115,7 +115,7 @@ describe('the coordinator server', () => {
   });
 
   it('runs on an http.Server with our timeouts, answering a half-closed request', () => {
-    const server = createCoordinatorServer({ config: validateConfig({ workers: 0 }, '/tmp'), log: new MemoryLog(), forwarder: { forward: async () => { throw new Error('x'); } }, coalescer: { submit: async () => { throw new Error('x'); } }, status: () => [] });
+    const server = createCoordinatorServer({ config: validateConfig({ workers: 0 }, '/tmp'), log: new CaptureLog(), forwarder: { forward: async () => { throw new Error('x'); } }, coalescer: { submit: async () => { throw new Error('x'); } }, status: () => [] });
     const raw = server.server as http.Server & { httpAllowHalfOpen?: boolean };
     expect(raw.keepAliveTimeout).toBe(KEEP_ALIVE_TIMEOUT_MS);
     expect(raw.headersTimeout).toBe(HEADERS_TIMEOUT_MS);

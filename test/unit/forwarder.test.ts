@@ -5,7 +5,7 @@ import { AVOID_AFTER_FAILURE_MS, ERROR_BODY_LIMIT, Forwarder, LOOP_AVOID_MS } fr
 import { validateConfig, type Config, type WorkerSpec } from '../../shared/config.js';
 import { AppError } from '../../shared/errors.js';
 import { freePorts } from '../helpers/ports.js';
-import { MemoryLog } from './memory-log.js';
+import { CaptureLog } from '../helpers/capture-log.js';
 
 /** A fake worker: a real HTTP server on a free port whose answers the test writes. */
 interface FakeWorker {
@@ -53,7 +53,7 @@ function configFor(urls: readonly string[], overrides: Record<string, unknown> =
   return validateConfig({ port: 1, workers: [...urls], forward_timeout: 1, forward_deadline: 2, ...overrides }, '/tmp');
 }
 
-function forwarderFor(config: Config, log = new MemoryLog(), suspects: string[] = []): Forwarder {
+function forwarderFor(config: Config, log = new CaptureLog(), suspects: string[] = []): Forwarder {
   const forwarder = new Forwarder({ log, config, liveWorkers: () => config.workers, markSuspect: (url) => suspects.push(url), instanceId: 'test-instance' });
   forwarders.push(forwarder);
   return forwarder;
@@ -96,7 +96,7 @@ describe('Forwarder', () => {
     const alive = await fakeWorker();
     const config = configFor([dead, alive.url]);
     const suspects: string[] = [];
-    const forwarder = forwarderFor(config, new MemoryLog(), suspects);
+    const forwarder = forwarderFor(config, new CaptureLog(), suspects);
     for (let i = 0; i < 10; i++) expect((await forwarder.forward(POST())).status).toBe(200);
     expect(alive.requests).toHaveLength(10);
     expect(suspects.every((url) => url === dead)).toBe(true);
@@ -202,7 +202,7 @@ describe('Forwarder', () => {
       res.writeHead(508, { 'content-type': 'application/json' });
       res.end('{"error":{"code":"forwarding_loop","message":"m","id":"loop1"}}');
     });
-    const log = new MemoryLog();
+    const log = new CaptureLog();
     const forwarder = forwarderFor(configFor([coordinatorLike.url], { forward_timeout: 5, forward_deadline: 15 }), log);
     const started = Date.now();
     for (let i = 0; i < 3; i++) {
