@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, stopAllClusters, type Cluster } from '../helpers/cluster.js';
-import { exchange, requestBytes, type WireResponse } from './raw-http.js';
+import { exchange, requestBytes, type WireResponse } from '../helpers/raw-http.js';
 
 const MAX_BODY = 65_536;
 /** worker_persist is 1 s in the harness; the README's bound is worker_persist + 1 s. */
