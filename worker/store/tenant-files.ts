@@ -165,7 +165,7 @@ export class TenantFiles {
    */
   mergeLocked(tenant: string, ids: readonly string[]): number {
     const file = this.pathOf(tenant);
-    let info = this.#lstat(tenant);
+    const info = this.#lstat(tenant);
     let loaded = this.#loaded.get(tenant);
     // Nothing to add to a tenant not held here: no need to read its file (a strong read's no-op).
     if (loaded === undefined && ids.length === 0) return 0;
@@ -198,8 +198,8 @@ export class TenantFiles {
     }
     if (fresh.length === 0) return 0;
     try {
-      info = this.#lstat(tenant); // the size our append starts at (nobody else writes: we hold the lock)
-      const size = info?.size ?? 0;
+      // Where our append starts: the file's size as just read (nobody else writes: we hold the lock).
+      const size = loaded.seen;
       const head = size === 0 ? encodeHeader(tenant) : loaded.seen > loaded.consumed ? '\n' : '';
       const data = Buffer.from(`${head}${encodeAppend(fresh, set.size)}`, 'utf8');
       const fd = this.#open(file, OPEN_APPEND);
