@@ -1,5 +1,6 @@
 import axios from 'axios';
 import { SECRET_HEADER } from '../shared/control-secret.js';
+import type { MemberInfo } from '../shared/ipc.js';
 import { ownResourceErrorCode } from './resource-errors.js';
 
 /**
@@ -88,5 +89,22 @@ export async function requestKill(url: string, secret: string, options: { readon
     return { kind: 'refused', reason: `HTTP ${res.status}` };
   } catch (err) {
     return { kind: 'refused', reason: describeRequestError(err) };
+  }
+}
+
+/** `POST <url>/internal/members` with the secret: the live membership, for a worker not spawned here. Resolves with a failure reason, or undefined. */
+export async function postMembers(url: string, secret: string, members: readonly MemberInfo[], options: { readonly timeoutMs: number; readonly signal: AbortSignal }): Promise<string | undefined> {
+  try {
+    const res = await axios.post(`${url}/internal/members`, { members }, {
+      headers: { [SECRET_HEADER]: secret },
+      timeout: options.timeoutMs,
+      signal: options.signal,
+      validateStatus: () => true,
+      proxy: false,
+      maxRedirects: 0,
+    });
+    return res.status === 200 ? undefined : `HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (the worker and the coordinator do not share the cluster secret: `secret_file` or `secret_env`)' : ''}`;
+  } catch (err) {
+    return describeRequestError(err);
   }
 }
