@@ -231,6 +231,21 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
     expect(result.overCounted).toBe(0);
   }, 90_000);
 
+  it('a tenant whose key Redis refuses (WRONGTYPE) is isolated: logged, retried, the others persisted; persisted once the key is fixed', async () => {
+    const redis = await startRedis();
+    await redis.cli('set', tenantKey('broken'), 'not a set');
+    const cluster = await startCluster({ workers: 1, config: { store: redis.url } });
+    const [url] = cluster.workerUrls as [string];
+    expect((await cluster.post([{ id: '1', tenant: 'broken' }, { id: '1', tenant: 'fine' }, { id: '2', tenant: 'fine' }])).status).toBe(200);
+    await converge(cluster, 'fine', 2, 5_000);
+    await waitFor(() => /refused the ids of 1 of \d+ tenant\(s\) \(first: .*WRONGTYPE/.test(readFileSync(cluster.workerLogFile(url), 'utf8')), 5_000, 'the refusal in the log');
+    const { body } = await cluster.request('/', {}, url);
+    expect(body.pending + body.persisting).toBeGreaterThanOrEqual(1); // its id waits in the worker (and its log)
+    expect((await cluster.request('/items/broken/count')).body.error.code).toBe('storage_unavailable');
+    await redis.cli('del', tenantKey('broken'));
+    await converge(cluster, 'broken', 1, 10_000);
+  });
+
   it('says clearly at start when Redis keeps no append-only file', async () => {
     const redis = await startRedis({ appendonly: 'no' });
     const cluster = await startCluster({ workers: 1, config: { store: redis.url } });

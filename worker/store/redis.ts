@@ -1,4 +1,4 @@
-import { createClient, createCluster, type RedisClientType, type RedisClusterType } from '@redis/client';
+import { ErrorReply, createClient, createCluster, type RedisClientType, type RedisClusterType } from '@redis/client';
 import type { Durability, StoreSpec } from '../../shared/config.js';
 import type { Logger } from '../../shared/log.js';
 import { idCount, type IdMap } from './id-map.js';
@@ -213,15 +213,12 @@ export class RedisStore implements Store {
         continue;
       }
       const timeoutMs = stopBy === undefined ? PERSIST_TIMEOUT_MS : Math.max(1, Math.min(PERSIST_TIMEOUT_MS, stopBy - Date.now()));
-      const results = await withTimeout(
-        Promise.allSettled(window.map((command) => this.#connection.sAdd(tenantKey(command.tenant), command.ids))),
-        timeoutMs,
-        `${window.length} SADD(s)`,
-      ).catch((err: unknown) => window.map(() => ({ status: 'rejected', reason: err }) as PromiseRejectedResult));
-      results.forEach((result, i) => {
-        if (result.status === 'fulfilled') return;
+      const failures = await withTimeout(this.#sadd(window), timeoutMs, `${window.length} SADD(s)`)
+        .catch((err: unknown) => window.map(() => err));
+      failures.forEach((failure, i) => {
+        if (failure === undefined) return;
         failedTenants.add(window[i]!.tenant);
-        firstError ??= result.reason;
+        firstError ??= failure;
       });
     }
     for (const tenant of failedTenants) failed.set(tenant, map.get(tenant)!);
@@ -235,6 +232,29 @@ export class RedisStore implements Store {
       }
     }
     return failed;
+  }
+
+  /**
+   * Sends one window of SADDs; resolves with each command's failure (undefined: done). One
+   * node: an explicit pipeline (measured: a third less client CPU per id than separate
+   * commands). A Cluster routes each key to its own node, so there the commands go
+   * separately, and node-redis pipelines those of one tick on each node's connection.
+   */
+  async #sadd(window: readonly { tenant: string; ids: string[] }[]): Promise<unknown[]> {
+    if (!this.#options.spec.cluster) {
+      const pipeline = (this.#connection as RedisClientType).multi();
+      for (const command of window) pipeline.sAdd(tenantKey(command.tenant), command.ids);
+      try {
+        await pipeline.execAsPipeline();
+        return window.map(() => undefined);
+      } catch (err) {
+        // The pipeline reports only its first refusal (a WRONGTYPE key, say): find out
+        // which commands failed by sending them again one by one (SADD is idempotent).
+        if (!(err instanceof ErrorReply)) return window.map(() => err);
+      }
+    }
+    const results = await Promise.allSettled(window.map((command) => this.#connection.sAdd(tenantKey(command.tenant), command.ids)));
+    return results.map((result) => (result.status === 'fulfilled' ? undefined : result.reason));
   }
 
   /** Redis made them durable as it answered (appendfsync always), or within a second (everysec): nothing to wait for here. */
