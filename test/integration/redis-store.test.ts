@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tenantKey } from '../../worker/store/redis.js';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
-import { Ledger, postUntil } from '../helpers/ledger.js';
+import { Ledger, postUntil, sigkillWorkersUntil } from '../helpers/ledger.js';
 import { seededRandom } from '../helpers/random.js';
 import { redisCount, redisUnavailable, startRedis, startRedisCluster, stopAllRedis } from '../helpers/redis.js';
 import { generous, reportTiming } from '../helpers/slow-machine.js';
@@ -41,24 +41,6 @@ async function settle(cluster: Cluster, ledger: Ledger, timeoutMs: number): Prom
   }, timeoutMs, 'every worker to count exactly what was acknowledged').catch(() => {});
   const { lost, overCounted } = await ledger.check(cluster);
   return { lost, overCounted, seconds: (Date.now() - started) / 1000 };
-}
-
-/** SIGKILLs a random live worker every 1–2 s until `until`; returns how many. */
-async function killWorkers(cluster: Cluster, until: number, next: () => number): Promise<number> {
-  let kills = 0;
-  while (Date.now() < until - 1000) {
-    await sleep(1000 + next() * 1000);
-    const up = (await cluster.status()).workers.filter((w) => w.state === 'up' && w.pid !== null);
-    const victim = up[Math.floor(next() * up.length)];
-    if (victim === undefined) continue;
-    try {
-      process.kill(victim.pid!, 'SIGKILL');
-      kills++;
-    } catch {
-      // Already gone.
-    }
-  }
-  return kills;
 }
 
 async function countsOf(cluster: Cluster, tenants: Iterable<string>): Promise<Map<string, number[]>> {
@@ -184,7 +166,7 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
     const until = Date.now() + seconds * 1000;
     let redisRestarts = 0;
     const [kills] = await Promise.all([
-      killWorkers(cluster, until, next),
+      sigkillWorkersUntil(cluster, until, next),
       postUntil(cluster, ledger, { clients: 6, until, tenants, prefix: 'chaos' }),
       (async () => {
         await sleep(seconds * 250);
@@ -269,7 +251,7 @@ describe.skipIf(unavailable !== undefined)('a cluster on a 3-master Redis Cluste
     const ledger = new Ledger();
     const tenants = Array.from({ length: 60 }, (_, i) => `spread-${i}`);
     const until = Date.now() + 10_000;
-    const [kills] = await Promise.all([killWorkers(cluster, until, next), postUntil(cluster, ledger, { clients: 4, until, tenants, prefix: 'rc' })]);
+    const [kills] = await Promise.all([sigkillWorkersUntil(cluster, until, next), postUntil(cluster, ledger, { clients: 4, until, tenants, prefix: 'rc' })]);
     const result = await settle(cluster, ledger, 30_000);
     const perNode = await redisCluster.keysPerNode();
     console.log(`redis cluster chaos (seed ${seed}): ${ledger.summary()}; lost ${result.lost}; over-counted ${result.overCounted}; ${kills} SIGKILLs; keys per master ${perNode.join(', ')}`);
