@@ -9,22 +9,31 @@ import { Ledger, postUntil } from '../helpers/ledger.js';
 import { freePorts } from '../helpers/ports.js';
 import { redisUnavailable, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { startStandaloneWorker, stopAllStandaloneWorkers, type StandaloneWorker } from '../helpers/standalone-worker.js';
-import { makeTempDir } from '../helpers/temp-dir.js';
+import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
 
 /**
  * Workers run by hand (`countapp worker`), on this machine's loopback with ports of their
  * own: the coordinator lists them as `{url, spawn: false}`, health-checks them, forwards to
  * them and sends them the membership, but never spawns or stops them.
  */
+/** Temp folders of this file (secrets, the hosts' configs): removed after each test. */
+const dirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = makeTempDir(prefix);
+  dirs.push(dir);
+  return dir;
+}
+
 afterEach(async () => {
   await stopAllStandaloneWorkers();
   await stopAllClusters();
   await stopAllRedis();
+  for (const dir of dirs.splice(0)) removeTempDir(dir);
 });
 
 /** A secret file readable by its owner only, in a temp folder of its own. */
 function secretFile(): string {
-  const file = path.join(makeTempDir('countapp-secret-'), 'secret');
+  const file = path.join(tempDir('countapp-secret-'), 'secret');
   writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
   return file;
 }
@@ -93,7 +102,7 @@ describe('a worker run by hand on loopback', () => {
   }, 90_000);
 
   it('refuses clearly: no secret in the config, an entry the coordinator spawns, no entry with its port', async () => {
-    const dir = makeTempDir('countapp-standalone-');
+    const dir = tempDir('countapp-standalone-');
     const [port] = await freePorts(1);
     const file = path.join(dir, 'config.yaml');
     const cases: [Record<string, unknown>, RegExp][] = [
@@ -122,7 +131,7 @@ describe.skipIf(redisUnavailable() !== undefined)('workers run by hand on the Re
     cluster.writeConfig({ workers: [...cluster.workerUrls, ...byHand] });
     // A copy of the config per "host", each with its own database and log folders.
     const hosts = [p1!, p2!].map((port) => {
-      const dir = makeTempDir('countapp-host-');
+      const dir = tempDir('countapp-host-');
       const file = path.join(dir, 'config.yaml');
       const config = parseYaml(readFileSync(cluster.configFile, 'utf8')) as Record<string, unknown>;
       writeFileSync(file, toYaml({ ...config, secret_file: secret, database: path.join(dir, 'db'), worker_logs: path.join(dir, 'logs') }));

@@ -9,7 +9,7 @@ import { netnsUnavailable, TestNetwork } from '../helpers/netns.js';
 import { redisUnavailable, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { REPO_ROOT } from '../helpers/repo.js';
 import { startStandaloneWorker, stopAllStandaloneWorkers, type StandaloneWorker } from '../helpers/standalone-worker.js';
-import { makeTempDir } from '../helpers/temp-dir.js';
+import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
 
 /**
  * Workers on two "hosts": the coordinator, each worker and Redis in network namespaces
@@ -21,10 +21,19 @@ const skip = redisUnavailable() ?? netnsUnavailable();
 if (skip !== undefined) console.log(`[skip] two-host test: ${skip}`);
 
 let network: TestNetwork | undefined;
+/** Temp folders of this file (secrets, the hosts' configs): removed after each test. */
+const dirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = makeTempDir(prefix);
+  dirs.push(dir);
+  return dir;
+}
+
 afterEach(async () => {
   await stopAllStandaloneWorkers();
   await stopAllClusters();
   await stopAllRedis();
+  for (const dir of dirs.splice(0)) removeTempDir(dir);
   network?.remove();
   network = undefined;
 });
@@ -64,7 +73,7 @@ describe.skipIf(skip !== undefined)('two hosts (network namespaces)', () => {
     const coord = network.host('coord');
     const hosts = [network.host('w1'), network.host('w2')];
     const redis = await startRedis({ bind: hub.address, port: 6379, prefix: hub.prefix });
-    const secretDir = makeTempDir('countapp-secret-');
+    const secretDir = tempDir('countapp-secret-');
     const secretFile = path.join(secretDir, 'secret');
     writeFileSync(secretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
     const workerPort = 7001;
@@ -73,7 +82,7 @@ describe.skipIf(skip !== undefined)('two hosts (network namespaces)', () => {
 
     // Each worker host has its own config copy, database (write-ahead log) and logs.
     const configs = hosts.map((host) => {
-      const dir = makeTempDir(`countapp-${host.name}-`);
+      const dir = tempDir(`countapp-${host.name}-`);
       mkdirSync(path.join(dir, 'db'));
       const file = path.join(dir, 'config.yaml');
       writeFileSync(file, toYaml({ ...shared, port: 7000, database: 'db/', worker_logs: 'logs/' }));
