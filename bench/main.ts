@@ -13,6 +13,7 @@ import { convergenceSection } from './sections/convergence.js';
 import { countSection } from './sections/count-under-load.js';
 import { durabilitySection } from './sections/durability.js';
 import { ingestSection } from './sections/ingest.js';
+import { redisStoreSection } from './sections/redis-store.js';
 import { scaleOutSection } from './sections/scale-out.js';
 
 /**
@@ -29,6 +30,7 @@ const SECTIONS: Record<string, { title: string; run: (ctx: Context, profile: Pro
   coldstart: { title: '5. Cold start and memory', run: coldStartSection },
   durability: { title: '6. Durable acknowledgement: fsync vs write vs off', run: durabilitySection },
   scale: { title: '7. Scale-out: 1, 2, 4, 8 workers', run: scaleOutSection },
+  redis: { title: '8. Redis store beside the files store: 1, 2, 4, 8 workers, and redis-benchmark SADD', run: redisStoreSection },
 };
 
 const USAGE = `Usage: node dist/bench/main.js [--short] [--only SECTION[,SECTION...]]
