@@ -14,6 +14,7 @@ import { countSection } from './sections/count-under-load.js';
 import { durabilitySection } from './sections/durability.js';
 import { ingestSection } from './sections/ingest.js';
 import { manyTenantsSection } from './sections/many-tenants.js';
+import { redisStoreSection } from './sections/redis-store.js';
 import { scaleOutSection } from './sections/scale-out.js';
 
 /**
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, { title: string; run: (ctx: Context, profile: Pro
   durability: { title: '6. Durable acknowledgement: fsync vs write vs off', run: durabilitySection },
   scale: { title: '7. Scale-out: 1, 2, 4, 8 workers', run: scaleOutSection },
   tenants: { title: '8. Many tenants', run: manyTenantsSection },
+  redis: { title: '9. Redis store beside the files store: 1, 2, 4, 8 workers, and redis-benchmark SADD', run: redisStoreSection },
 };
 
 const USAGE = `Usage: node dist/bench/main.js [--short] [--only SECTION[,SECTION...]]

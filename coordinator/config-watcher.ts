@@ -32,7 +32,7 @@ export interface ConfigWatcherOptions {
 }
 
 /** Keys a running coordinator cannot change: a new value is reported and ignored. */
-export const RESTART_KEYS = ['port', 'host', 'database'] as const;
+export const RESTART_KEYS = ['port', 'host', 'database', 'store', 'secret_file', 'secret_env'] as const;
 
 /** Watch events closer together than this are one save (editors truncate, then write). */
 export const SETTLE_MS = 100;
@@ -302,11 +302,11 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
       return;
     }
     for (const key of RESTART_KEYS) {
-      if (next[key] !== old[key]) {
-        this.#log.warn(`\`${key}\` changed from ${old[key]} to ${next[key]}: restart the coordinator for it to take effect`);
+      if (JSON.stringify(next[key]) !== JSON.stringify(old[key])) {
+        this.#log.warn(`\`${key}\` changed from ${JSON.stringify(old[key])} to ${JSON.stringify(next[key])}: restart the coordinator for it to take effect`);
       }
     }
-    const config: Config = { ...next, port: old.port, host: old.host, database: old.database };
+    const config: Config = { ...next, port: old.port, host: old.host, database: old.database, store: old.store, secret_file: old.secret_file, secret_env: old.secret_env };
     const changed = changedKeys(old, config);
     if (changed.length === 0) {
       this.#log.info(`${this.#name} re-read: nothing changed that applies without a restart`);

@@ -5,6 +5,7 @@ import { describeError } from '../shared/describe-error.js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { FORWARDED_BY_HEADER, INSTANCE_ID } from './forwarded-by.js';
+import { describeOwnResourceError, ownResourceErrorCode } from './resource-errors.js';
 import { requestWorker } from './worker-request.js';
 
 /** What the coordinator asks a worker. */
@@ -307,12 +308,19 @@ export class Forwarder {
         }
       }
     } catch (err) {
-      // A pool closed under us (worker removed from the config) says nothing about the worker.
-      if (!(err instanceof undiciErrors.ClientClosedError || err instanceof undiciErrors.ClientDestroyedError)) {
+      // A pool closed under us (worker removed from the config) says nothing about the worker,
+      // nor does the coordinator's own lack of descriptors or memory (EMFILE on connect).
+      const own = ownResourceErrorCode(err);
+      if (own === undefined && !(err instanceof undiciErrors.ClientClosedError || err instanceof undiciErrors.ClientDestroyedError)) {
         this.#markSuspect(worker.url);
       }
       const code = errorCode(err);
-      failure = { reason: describeError(err), error: err, maybeApplied: code === undefined || !NOT_SENT_CODES.has(code) };
+      const reason = own === undefined ? describeError(err) : describeOwnResourceError(own);
+      failure = { reason, error: err, maybeApplied: code === undefined || !NOT_SENT_CODES.has(code) };
+      if (own !== undefined) {
+        state.inFlight--;
+        return failure; // not the worker's fault: no avoidance either
+      }
     }
     state.inFlight--;
     state.avoidUntil = Date.now() + avoidFor;

@@ -14,6 +14,9 @@ import { Forwarder } from './forwarder.js';
 import { createCoordinatorServer } from './server.js';
 import { Supervisor } from './supervisor.js';
 
+// `countapp worker ...`: one worker run by hand (worker/standalone.ts); it never returns, so nothing below runs.
+if (process.argv[2] === 'worker') await (await import('../worker/standalone.js')).main(process.argv.slice(3));
+
 /**
  * `countapp [--config PATH]`: runs a cluster in the foreground. SIGINT or SIGTERM stops
  * it gracefully (every worker persists and exits); a second signal forces the exit.

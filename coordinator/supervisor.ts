@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Config, WorkerSpec } from '../shared/config.js';
+import { readClusterSecret } from '../shared/control-secret.js';
 import type { MemberInfo } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 import { LocalWorker } from './local-worker.js';
@@ -45,8 +46,14 @@ export class Supervisor {
   readonly #workerEntry: string;
   readonly #workerExecArgv: readonly string[] | undefined;
   readonly #onLiveChange: ((live: readonly WorkerSpec[]) => void) | undefined;
-  /** Proves to a worker's control endpoints that a call comes from us; never leaves this process except over IPC. */
-  readonly #secret = randomBytes(32).toString('hex');
+  /**
+   * Proves to a worker's control endpoints that a call comes from us: the config's
+   * (`secret_file`, `secret_env`: workers run by hand read the same), or a random one that
+   * never leaves this process except over IPC. Read at the first config; a restart changes it.
+   */
+  #secret: string | undefined;
+  /** Whether the secret is the config's, so workers run by hand know it too. */
+  #sharedSecret = false;
   #config: Config | undefined;
   /** Desired workers by id. */
   readonly #workers = new Map<string, ManagedWorker>();
@@ -81,6 +88,12 @@ export class Supervisor {
    */
   async apply(config: Config): Promise<void> {
     if (this.#closing) return;
+    if (this.#secret === undefined) {
+      // A ConfigError here (an unreadable secret file) stops the start with its message.
+      const configured = readClusterSecret(config);
+      this.#sharedSecret = configured !== undefined;
+      this.#secret = configured ?? randomBytes(32).toString('hex');
+    }
     this.#config = config;
     const waits: Promise<unknown>[] = [];
 
@@ -166,7 +179,10 @@ export class Supervisor {
   #create(spec: WorkerSpec): ManagedWorker {
     const config = (): Config => this.#config!;
     const onChange = (): void => this.#rebuildLive();
-    if (!spec.local) return new RemoteWorker({ spec, log: this.#log, config, onChange });
+    if (!spec.local) {
+      if (!this.#sharedSecret) this.#log.warn(`${spec.id} (${spec.url}) is not spawned here, and the config names no cluster secret (\`secret_file\` or \`secret_env\`): it cannot be sent the membership, nor take hand-overs`);
+      return new RemoteWorker({ spec, log: this.#log, config, onChange, members: () => this.#members(), ...(this.#sharedSecret ? { secret: this.#secret! } : {}) });
+    }
     // The same worker re-added while its previous self is still stopping: that one holds the port.
     const previous = [...this.#retiring].filter((worker) => worker.spec.id === spec.id).map((worker) => worker.stop());
     return new LocalWorker({
@@ -175,7 +191,7 @@ export class Supervisor {
       config,
       entry: this.#workerEntry,
       ...(this.#workerExecArgv === undefined ? {} : { execArgv: this.#workerExecArgv }),
-      secret: this.#secret,
+      secret: this.#secret!,
       after: Promise.all(previous),
       onChange,
       members: () => this.#members(),

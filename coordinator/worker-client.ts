@@ -1,6 +1,7 @@
 import axios from 'axios';
 import { describeError } from '../shared/describe-error.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
+import type { MemberInfo } from '../shared/ipc.js';
 import { ownResourceErrorCode } from './resource-errors.js';
 
 /**
@@ -65,17 +66,22 @@ export type KillAnswer =
   /** Any other status, or no answer. */
   | { readonly kind: 'refused'; readonly reason: string };
 
+/** A control call: `POST <url><path>` with the secret; every status is an answer. */
+function controlPost(url: string, path: string, body: unknown, secret: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) {
+  return axios.post(`${url}${path}`, body, {
+    headers: { [SECRET_HEADER]: secret },
+    timeout: options.timeoutMs,
+    signal: options.signal,
+    validateStatus: () => true,
+    proxy: false,
+    maxRedirects: 0,
+  });
+}
+
 /** `POST <url>/kill` with the secret: the worker persists, answers, then exits. Never rejects. */
 export async function requestKill(url: string, secret: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }): Promise<KillAnswer> {
   try {
-    const res = await axios.post(`${url}/kill`, null, {
-      headers: { [SECRET_HEADER]: secret },
-      timeout: options.timeoutMs,
-      signal: options.signal,
-      validateStatus: () => true,
-      proxy: false,
-      maxRedirects: 0,
-    });
+    const res = await controlPost(url, '/kill', null, secret, options);
     if (res.status >= 200 && res.status < 300) {
       const body = res.data as { persisted?: unknown; pending?: unknown } | undefined;
       return { kind: 'accepted', persisted: body?.persisted === true, pending: typeof body?.pending === 'number' ? body.pending : 0 };
@@ -83,5 +89,15 @@ export async function requestKill(url: string, secret: string, options: { readon
     return { kind: 'refused', reason: `HTTP ${res.status}` };
   } catch (err) {
     return { kind: 'refused', reason: describeError(err) };
+  }
+}
+
+/** `POST <url>/internal/members` with the secret: the live membership, for a worker not spawned here. Resolves with a failure reason, or undefined. */
+export async function postMembers(url: string, secret: string, members: readonly MemberInfo[], options: { readonly timeoutMs: number; readonly signal: AbortSignal }): Promise<string | undefined> {
+  try {
+    const res = await controlPost(url, '/internal/members', { members }, secret, options);
+    return res.status === 200 ? undefined : `HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (the worker and the coordinator do not share the cluster secret: `secret_file` or `secret_env`)' : ''}`;
+  } catch (err) {
+    return describeError(err);
   }
 }

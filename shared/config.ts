@@ -14,11 +14,23 @@ export interface WorkerSpec {
   /** Host to connect to. */
   readonly host: string;
   readonly port: number;
-  /** True when the host is this machine's loopback: the coordinator spawns it. */
+  /**
+   * True when the coordinator spawns it: a loopback host, unless the entry says
+   * `spawn: false` (a worker run by hand with `countapp worker`, checked and forwarded to only).
+   */
   readonly local: boolean;
   /** Stable name: log file, write-ahead log and lock owner (`worker-5001`). */
   readonly id: string;
 }
+
+/**
+ * Where the counts live: `files` (per-tenant files in `database`) or Redis, one node
+ * (`redis://host:port`) or a Redis Cluster (a list of node URLs, any of them enough to
+ * find the others).
+ */
+export type StoreSpec =
+  | { readonly kind: 'files' }
+  | { readonly kind: 'redis'; readonly urls: readonly string[]; readonly cluster: boolean };
 
 /** The validated config with every default filled in and every path absolute. */
 export interface Config {
@@ -62,6 +74,12 @@ export interface Config {
   readonly coalesce: boolean;
   /** Most client connections the coordinator holds at once. @default half the open-file limit (`ulimit -n`) */
   readonly max_connections: number;
+  /** The store of record. @default files */
+  readonly store: StoreSpec;
+  /** File holding the cluster secret (for workers run by hand); absolute. @default null (a random secret per start) */
+  readonly secret_file: string | null;
+  /** Environment variable holding the cluster secret. @default null */
+  readonly secret_env: string | null;
 }
 
 /** A config that does not parse or validate; `key` names the culprit when there is one. */
@@ -82,7 +100,7 @@ export const CONFIG_KEYS: ReadonlySet<string> = new Set([
   'port', 'host', 'workers', 'database', 'worker_logs', 'worker_persist', 'config_check',
   'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
   'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
-  'max_tenant_length', 'coalesce', 'max_connections',
+  'max_tenant_length', 'coalesce', 'max_connections', 'store', 'secret_file', 'secret_env',
 ]);
 
 function show(value: unknown): string {
@@ -119,9 +137,22 @@ function stringKey(raw: Raw, key: string, fallback: string): string {
   return value;
 }
 
+/** A `workers` entry: a URL, or `{url: URL, spawn: false}` for a worker on this machine that is run by hand. */
+function workerFromEntry(entry: unknown, index: number): WorkerSpec {
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return workerFromUrl(entry, index);
+  const key = `workers[${index}]`;
+  const { url, spawn, ...rest } = entry as Record<string, unknown>;
+  const extra = Object.keys(rest);
+  if (extra.length > 0) throw new ConfigError(`\`${key}\` has an unknown key \`${extra[0]}\` (an entry is a URL, or {url, spawn})`, key);
+  if (spawn !== undefined && typeof spawn !== 'boolean') throw expected(`${key}.spawn`, 'true or false', spawn);
+  const spec = workerFromUrl(url, index);
+  // Only loopback workers are ever spawned; `spawn: false` says "run by hand" for them too.
+  return spawn === false ? { ...spec, local: false } : spec;
+}
+
 function workerFromUrl(text: unknown, index: number): WorkerSpec {
   const key = `workers[${index}]`;
-  if (typeof text !== 'string') throw expected(key, 'a URL like http://localhost:5001', text);
+  if (typeof text !== 'string') throw expected(key, 'a URL like http://localhost:5001 (or {url, spawn: false})', text);
   let url: URL;
   try {
     url = new URL(text);
@@ -139,8 +170,21 @@ function workerFromUrl(text: unknown, index: number): WorkerSpec {
   // Connect to the address itself, not "localhost": it may resolve to ::1 first while the worker binds 127.0.0.1.
   const host = url.hostname === 'localhost' ? '127.0.0.1' : url.hostname.replace(/^\[|\]$/g, '');
   const urlHost = host.includes(':') ? `[${host}]` : host;
-  const id = local ? `worker-${port}` : `worker-${host.replace(/[^A-Za-z0-9.-]/g, '_')}-${port}`;
+  const id = workerId(host, port);
   return { url: `http://${urlHost}:${port}`, host, port, local, id };
+}
+
+/** True for the host names and addresses of this machine's loopback. */
+export function isLoopbackHost(host: string): boolean {
+  return LOCAL_HOSTS.has(host) || LOCAL_HOSTS.has(`[${host}]`);
+}
+
+/**
+ * A worker's stable name (log file, write-ahead log folder): `worker-<port>` on loopback,
+ * `worker-<host>-<port>` elsewhere. A worker run by hand finds its own the same way.
+ */
+export function workerId(host: string, port: number): string {
+  return isLoopbackHost(host) ? `worker-${port}` : `worker-${host.replace(/[^A-Za-z0-9.-]/g, '_')}-${port}`;
 }
 
 /** The most workers a config may name (as a number or a list). */
@@ -156,17 +200,17 @@ function workersKey(raw: Raw, port: number, host: string): WorkerSpec[] {
     workers = Array.from({ length: value }, (_, i) => workerFromUrl(`http://127.0.0.1:${port + 1 + i}`, i));
   } else if (Array.isArray(value)) {
     if (value.length > MAX_WORKERS) throw new ConfigError(`Expected \`workers\` to list at most ${MAX_WORKERS} URLs, got ${value.length}`, 'workers');
-    workers = value.map((entry, i) => workerFromUrl(entry, i));
+    workers = value.map((entry, i) => workerFromEntry(entry, i));
   } else {
     throw expected('workers', 'a list of URLs or a whole number', value);
   }
   const seen = new Map<string, number>();
   workers.forEach((worker, i) => {
     // Local workers are named by port alone (worker-5001), so two loopback spellings of one port clash.
-    const key = worker.local ? `local:${worker.port}` : `${worker.host}:${worker.port}`;
+    const key = isLoopbackHost(worker.host) ? `local:${worker.port}` : `${worker.host}:${worker.port}`;
     const before = seen.get(key);
     if (before !== undefined) throw new ConfigError(`\`workers[${i}]\` repeats \`workers[${before}]\` (${worker.url})`, `workers[${i}]`);
-    if (worker.local && worker.port === port) {
+    if (isLoopbackHost(worker.host) && worker.port === port) {
       throw new ConfigError(`\`workers[${i}]\` uses the coordinator's own port ${port}`, `workers[${i}]`);
     }
     // Any other spelling of the coordinator's own address would make it forward to itself.
@@ -176,6 +220,37 @@ function workersKey(raw: Raw, port: number, host: string): WorkerSpec[] {
     seen.set(key, i);
   });
   return workers;
+}
+
+function redisUrl(text: unknown, key: string): string {
+  const what = 'a Redis URL like redis://host:6379';
+  if (typeof text !== 'string') throw expected(key, what, text);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw expected(key, what, text);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw expected(key, what, text);
+  if (url.hostname === '') throw expected(key, what, text);
+  return text;
+}
+
+/** `store`: `files`, one `redis://` URL, or a list of Redis Cluster node URLs. */
+function storeKey(raw: Raw): StoreSpec {
+  const value = raw.store ?? 'files';
+  if (value === 'files') return { kind: 'files' };
+  if (typeof value === 'string') return { kind: 'redis', urls: [redisUrl(value, 'store')], cluster: false };
+  if (Array.isArray(value) && value.length > 0 && value.length <= MAX_WORKERS) {
+    return { kind: 'redis', urls: value.map((entry, i) => redisUrl(entry, `store[${i}]`)), cluster: true };
+  }
+  throw expected('store', "'files', a Redis URL (redis://host:6379) or a list of Redis Cluster node URLs", value);
+}
+
+function optionalString(raw: Raw, key: string, what: string): string | null {
+  const value = raw[key] ?? null;
+  if (value !== null && (typeof value !== 'string' || value.trim() === '')) throw expected(key, what, value);
+  return value as string | null;
 }
 
 /** Validates a parsed YAML document; relative paths are resolved against `baseDir`. */
@@ -198,6 +273,9 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
     throw expected('worker_host', 'an address such as 127.0.0.1 or 0.0.0.0', workerHost);
   }
   const host = stringKey(r, 'host', '127.0.0.1');
+  const secretFile = optionalString(r, 'secret_file', 'a file path');
+  const secretEnv = optionalString(r, 'secret_env', 'an environment variable name');
+  if (secretFile !== null && secretEnv !== null) throw new ConfigError('Expected one of `secret_file` and `secret_env`, not both', 'secret_env');
   const forwardTimeout = numberKey(r, 'forward_timeout', 5, 0);
   const forwardDeadline = numberKey(r, 'forward_deadline', 15, 0);
   if (forwardDeadline < forwardTimeout) {
@@ -225,6 +303,9 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
     max_tenant_length: numberKey(r, 'max_tenant_length', 256, 1, 4096, true),
     coalesce,
     max_connections: numberKey(r, 'max_connections', defaultMaxConnections(), 1, 10_000_000, true),
+    store: storeKey(r),
+    secret_file: secretFile === null ? null : path.resolve(baseDir, secretFile),
+    secret_env: secretEnv,
   };
 }
 

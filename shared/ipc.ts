@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Config } from './config.js';
 
 /** A live worker, as the coordinator announces the membership to every worker. */
@@ -28,4 +29,26 @@ export function isCoordinatorMessage(value: unknown): value is CoordinatorMessag
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   const type = (value as { type?: unknown } | null)?.type;
   return type === 'ready' || type === 'fatal';
+}
+
+/**
+ * A short digest of a membership, as the coordinator sends it. A worker run by hand
+ * reports the digest of the membership it holds in its health answer, so the coordinator
+ * sees when it missed one (it restarted, a push failed) and sends it again.
+ */
+export function membershipDigest(members: readonly MemberInfo[]): string {
+  return createHash('sha256').update(JSON.stringify(members.map((member) => [member.id, member.url]))).digest('hex').slice(0, 16);
+}
+
+/** A parsed `{"members": [{id, url}, ...]}` body, or undefined when it is not one. */
+export function parseMembers(value: unknown): MemberInfo[] | undefined {
+  const members = (value as { members?: unknown } | null)?.members;
+  if (!Array.isArray(members) || members.length > 4096) return undefined;
+  const parsed: MemberInfo[] = [];
+  for (const member of members) {
+    const { id, url } = (member ?? {}) as { id?: unknown; url?: unknown };
+    if (typeof id !== 'string' || typeof url !== 'string' || id === '' || !/^https?:\/\//.test(url)) return undefined;
+    parsed.push({ id, url });
+  }
+  return parsed;
 }

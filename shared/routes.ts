@@ -40,6 +40,8 @@ export const ROUTES = {
   handoff: { path: '/internal/merge', methods: ['POST'], servers: ['worker'], lane: 'express' },
   /** `POST /internal/flush`: persist these tenants now and answer once every worker counts them (a strong read; needs the secret). */
   flush: { path: '/internal/flush', methods: ['POST'], servers: ['worker'], lane: 'express' },
+  /** `POST /internal/members`: the live workers, for a worker the coordinator did not spawn (needs the cluster secret). */
+  members: { path: '/internal/members', methods: ['POST'], servers: ['worker'], lane: 'express' },
 } as const satisfies Record<string, RouteSpec>;
 
 export type RouteName = keyof typeof ROUTES;

@@ -4,6 +4,7 @@ import type { Config } from '../shared/config.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
 import { createFrontDoor, describeRequest } from '../shared/http-server.js';
+import { parseMembers, type MemberInfo } from '../shared/ipc.js';
 import { checkTenant, parseBatch, parseJsonBody } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
 import { checkBatchContentType, readBody } from '../shared/request-body.js';
@@ -33,6 +34,8 @@ export interface WorkerServerOptions {
   readonly onKill: () => Promise<{ persisted: boolean; pending: number }>;
   /** The /kill answer went out: now exit. */
   readonly onKilled: () => void;
+  /** The coordinator sent the live membership (to a worker it did not spawn: spawned ones get it over IPC). */
+  readonly onMembers: (members: readonly MemberInfo[]) => void;
 }
 
 export interface WorkerServer {
@@ -158,6 +161,19 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
+  /** The live membership from the coordinator: which worker writes which tenants' files. */
+  async function members(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      checkSecret(req, options.secret);
+      const list = parseMembers(parseJsonBody(await readBody(req, MAX_HANDOFF_BYTES)));
+      if (list === undefined) throw new AppError('invalid_batch', 'A membership is {"members": [{"id": ..., "url": "http://..."}, ...]}.');
+      options.onMembers(list);
+      sendJson(res, 200, { members: list.length });
+    } catch (err) {
+      sendError(res, err, log, 'POST /internal/members');
+    }
+  }
+
   async function kill(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       checkSecret(req, options.secret);
@@ -182,10 +198,11 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       kill: (req, res) => kill(req, res),
       handoff: (req, res, match) => handoff(req, res, match),
       flush: (req, res) => flush(req, res),
+      members: (req, res) => members(req, res),
     },
     intercept: (req, res, match) => {
       // While stopping, other workers may still hand over ids: this worker takes them until it exits.
-      if (!shuttingDown || (match?.kind === 'route' && (match.name === 'kill' || match.name === 'handoff'))) return false;
+      if (!shuttingDown || (match?.kind === 'route' && (match.name === 'kill' || match.name === 'handoff' || match.name === 'members'))) return false;
       sendError(res, new AppError('shutting_down'), log, describeRequest(req));
       return true;
     },

@@ -35,12 +35,19 @@ export class WalAdopter {
   readonly #walRoot: string;
   readonly #selfId: string;
   readonly #log: Logger;
+  readonly #adoptable: (workerId: string) => boolean;
 
-  constructor(options: { database: string; walRoot: string; selfId: string; log: Logger }) {
+  /**
+   * `adoptable` says which workers' logs this one may take over: the proof that an owner
+   * is gone is a lock of this machine, so a log written by a worker on another host
+   * (a database folder shared over the network) must never be adopted here. @default all
+   */
+  constructor(options: { database: string; walRoot: string; selfId: string; log: Logger; adoptable?: (workerId: string) => boolean }) {
     this.#database = options.database;
     this.#walRoot = options.walRoot;
     this.#selfId = options.selfId;
     this.#log = options.log;
+    this.#adoptable = options.adoptable ?? (() => true);
   }
 
   async adopt(): Promise<Adoption[]> {
@@ -52,7 +59,7 @@ export class WalAdopter {
     }
     const adoptions: Adoption[] = [];
     for (const workerId of names) {
-      if (workerId === this.#selfId || workerId.endsWith('.lock')) continue;
+      if (workerId === this.#selfId || workerId.endsWith('.lock') || !this.#adoptable(workerId)) continue;
       const lock = await ProcessLock.tryAcquire(this.#database, walLockName(workerId), { pid: process.pid, role: 'adopting', detail: `by ${this.#selfId}` }).catch((err: unknown) => {
         this.#log.error(`could not check whether the write-ahead log of ${workerId} has a running owner`, err);
         return undefined;

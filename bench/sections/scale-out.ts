@@ -16,12 +16,12 @@ import { Workload } from '../workload.js';
  * nothing left to persist — per acknowledged item. Then every worker's count of every
  * tenant is checked against what was acknowledged.
  */
-const BATCH = 100;
-const TENANTS = 1000;
-const CLIENTS = 16;
+export const BATCH = 100;
+export const TENANTS = 1000;
+export const CLIENTS = 16;
 
 /** Posts fresh batches from `clients` lanes for `seconds`; every 200 is counted, nothing is cut off mid-request. */
-async function load(url: string, workload: Workload, seconds: number): Promise<{ acknowledged: number; failed: number; ms: number }> {
+export async function load(url: string, workload: Workload, seconds: number): Promise<{ acknowledged: number; failed: number; ms: number }> {
   const pool = new Pool(url, { connections: CLIENTS });
   let acknowledged = 0;
   let failed = 0;
@@ -41,7 +41,7 @@ async function load(url: string, workload: Workload, seconds: number): Promise<{
   return { acknowledged, failed, ms };
 }
 
-async function settled(cluster: Cluster): Promise<boolean> {
+export async function settled(cluster: Cluster): Promise<boolean> {
   for (const url of cluster.workerUrls) {
     const status = await getJson(`${url}/`);
     if (status.body?.pending !== 0 || status.body?.persisting !== 0) return false;
@@ -50,7 +50,7 @@ async function settled(cluster: Cluster): Promise<boolean> {
 }
 
 /** Every worker's count of every tenant, summed per worker. */
-async function countsPerWorker(cluster: Cluster, tenants: number): Promise<number[]> {
+export async function countsPerWorker(cluster: Cluster, tenants: number): Promise<number[]> {
   const sums: number[] = [];
   for (const url of cluster.workerUrls) {
     const pool = new Pool(url, { connections: 8 });

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cluster } from './cluster.js';
 
 /** One item of a batch. */
@@ -94,4 +95,22 @@ export async function postUntil(cluster: Cluster, ledger: Ledger, options: { cli
     }
   };
   await Promise.all(Array.from({ length: options.clients }, client));
+}
+
+/** SIGKILLs a random live worker every 1–2 s (`next` draws in [0, 1)) until a second before `until`; returns how many. */
+export async function sigkillWorkersUntil(cluster: Cluster, until: number, next: () => number): Promise<number> {
+  let kills = 0;
+  while (Date.now() < until - 1000) {
+    await sleep(1000 + next() * 1000);
+    const up = (await cluster.status()).workers.filter((w) => w.state === 'up' && w.pid !== null);
+    const victim = up[Math.floor(next() * up.length)];
+    if (victim === undefined) continue;
+    try {
+      process.kill(victim.pid!, 'SIGKILL');
+      kills++;
+    } catch {
+      // Already gone.
+    }
+  }
+  return kills;
 }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, expect, it } from 'vitest';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { sigkillWorkersUntil } from '../helpers/ledger.js';
 import { seededRandom } from '../helpers/random.js';
 
 afterEach(stopAllClusters);
@@ -68,23 +69,12 @@ it('loses and over-counts nothing while workers are SIGKILLed and the config cha
   const allWorkers = [...cluster.workerUrls];
   const ledger: Ledger = { acked: new Map(), sent: new Map(), batches: { ok: 0, failed: 0 } };
   const until = Date.now() + LOAD_SECONDS * 1000;
-  let kills = 0;
   let configEdits = 0;
 
-  const killer = (async () => {
-    while (Date.now() < until - 1000) {
-      await sleep(1000 + next() * 1000);
-      const up = (await cluster.status()).workers.filter((w) => w.state === 'up' && w.pid !== null);
-      const victim = up[Math.floor(next() * up.length)];
-      if (victim === undefined) continue;
-      try {
-        process.kill(victim.pid!, 'SIGKILL');
-        kills++;
-      } catch {
-        // Already gone.
-      }
-    }
-  })();
+  let kills = 0;
+  const killer = sigkillWorkersUntil(cluster, until, next).then((n) => {
+    kills = n;
+  });
   const editor = (async () => {
     await sleep(LOAD_SECONDS * 250);
     cluster.writeConfig({ workers: allWorkers.slice(0, 3) }); // remove one

@@ -67,7 +67,7 @@ describe('ConfigWatcher (real files, real chokidar)', () => {
     expect(SETTLE_MS).toBe(100);
     expect(WATCH_RETRY_FIRST_MS).toBe(500);
     expect(WATCH_RETRY_MAX_MS).toBe(10_000);
-    expect(RESTART_KEYS).toEqual(['port', 'host', 'database']);
+    expect(RESTART_KEYS).toEqual(['port', 'host', 'database', 'store', 'secret_file', 'secret_env']);
   });
 
   it('applies an edit written in place', async () => {
@@ -123,15 +123,16 @@ describe('ConfigWatcher (real files, real chokidar)', () => {
 
   it('restart-only keys: the change is reported and the running values stay', async () => {
     const t = await setup(yaml());
-    t.save(yaml({ port: 19, database: 'elsewhere/' }));
+    t.save(yaml({ port: 19, database: 'elsewhere/', store: 'redis://10.0.0.9:6379' }));
     await t.waitFor('the report', () => t.log.matching(/nothing changed that applies without a restart/).length > 0);
     expect(t.log.text()).toMatch(/`port` changed from 9 to 19: restart the coordinator for it to take effect/);
-    expect(t.log.text()).toMatch(/`database` changed from .*db to .*elsewhere: restart the coordinator/);
+    expect(t.log.text()).toMatch(/`database` changed from .*db" to .*elsewhere": restart the coordinator/);
+    expect(t.log.text()).toMatch(/`store` changed from \{"kind":"files"\} to .*redis:\/\/10\.0\.0\.9:6379.*: restart the coordinator/);
     expect(t.emitted).toEqual([]);
 
-    t.save(yaml({ port: 19, database: 'elsewhere/', worker_persist: 2 }));
+    t.save(yaml({ port: 19, database: 'elsewhere/', store: 'redis://10.0.0.9:6379', worker_persist: 2 }));
     await t.waitFor('the new config', () => t.emitted.length === 1);
-    expect(t.emitted[0]).toMatchObject({ port: 9, database: path.join(path.dirname(t.file), 'db'), worker_persist: 2 });
+    expect(t.emitted[0]).toMatchObject({ port: 9, database: path.join(path.dirname(t.file), 'db'), store: { kind: 'files' }, worker_persist: 2 });
   });
 
   it('refuses a file over the size cap once, with its size, and keeps the last good config', async () => {

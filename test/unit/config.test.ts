@@ -49,6 +49,9 @@ const DEFAULTS: Config = {
   max_tenant_length: 256,
   coalesce: true,
   max_connections: defaultMaxConnections(),
+  store: { kind: 'files' },
+  secret_file: null,
+  secret_env: null,
 };
 
 describe('defaults', () => {
@@ -287,7 +290,7 @@ describe('workers as a list of URLs', () => {
     expect(err.message).toContain('`workers[1]`');
   });
 
-  it.each([[5001], [null], [{ url: 'http://localhost:5001' }]])('rejects the non-string entry %j', (entry) => {
+  it.each([[5001], [null], [['http://localhost:5001']]])('rejects the non-string entry %j', (entry) => {
     expect(configError(() => validate({ workers: [entry] })).key).toBe('workers[0]');
   });
 });
@@ -400,5 +403,64 @@ describe('loadConfig and paths', () => {
   it('reports a validation error from a file with the key', () => {
     const err = configError(() => loadConfig(write('c.yaml', 'lock_stale: 1\n')));
     expect(err.key).toBe('lock_stale');
+  });
+});
+
+describe('workers run by hand: {url, spawn: false}', () => {
+  it('a loopback entry with spawn: false is not spawned, and keeps the loopback name', () => {
+    const [byHand, spawned, plainObject] = validate({ workers: [{ url: 'http://localhost:5001', spawn: false }, 'http://127.0.0.1:5002', { url: 'http://127.0.0.1:5003' }] }).workers;
+    expect(byHand).toEqual({ url: 'http://127.0.0.1:5001', host: '127.0.0.1', port: 5001, local: false, id: 'worker-5001' });
+    expect(spawned!.local).toBe(true);
+    expect(plainObject).toEqual({ url: 'http://127.0.0.1:5003', host: '127.0.0.1', port: 5003, local: true, id: 'worker-5003' });
+  });
+
+  it('a loopback worker run by hand still clashes with a spawned one on its port, and with the coordinator', () => {
+    expect(configError(() => validate({ workers: ['http://127.0.0.1:5001', { url: 'http://localhost:5001', spawn: false }] })).message).toMatch(/repeats `workers\[0\]`/);
+    expect(configError(() => validate({ port: 5000, workers: [{ url: 'http://127.0.0.1:5000', spawn: false }] })).message).toMatch(/coordinator's own port/);
+  });
+
+  it.each([
+    [{ url: 'http://127.0.0.1:5001', spawn: 'no' }, /Expected `workers\[0\].spawn` to be true or false/],
+    [{ url: 'http://127.0.0.1:5001', host: 'x' }, /`workers\[0\]` has an unknown key `host`/],
+    [{ spawn: false }, /Expected `workers\[0\]` to be a URL/],
+  ])('refuses the entry %j clearly', (entry, message) => {
+    expect(configError(() => validate({ workers: [entry] })).message).toMatch(message);
+  });
+});
+
+describe('store', () => {
+  it('defaults to files', () => {
+    expect(validate({}).store).toEqual({ kind: 'files' });
+    expect(validate({ store: 'files' }).store).toEqual({ kind: 'files' });
+  });
+
+  it('one Redis URL is one node; a list is a Redis Cluster', () => {
+    expect(validate({ store: 'redis://10.0.0.9:6379' }).store).toEqual({ kind: 'redis', urls: ['redis://10.0.0.9:6379'], cluster: false });
+    expect(validate({ store: 'rediss://:pw@cache.example.com:6380/2' }).store).toMatchObject({ kind: 'redis', cluster: false });
+    expect(validate({ store: ['redis://a:7000', 'redis://b:7001'] }).store).toEqual({ kind: 'redis', urls: ['redis://a:7000', 'redis://b:7001'], cluster: true });
+  });
+
+  it.each([
+    ['redis', /Expected `store` to be a Redis URL/],
+    ['http://localhost:6379', /Expected `store` to be a Redis URL/],
+    [6379, /Expected `store` to be 'files', a Redis URL/],
+    [[], /Expected `store` to be 'files', a Redis URL/],
+    [['redis://a:7000', 'nope'], /Expected `store\[1\]` to be a Redis URL/],
+  ])('refuses %j, naming the key', (value, message) => {
+    const err = configError(() => validate({ store: value }));
+    expect(err.message).toMatch(message);
+  });
+});
+
+describe('secret_file and secret_env', () => {
+  it('a secret file is resolved against the config folder; an env var is a name', () => {
+    expect(validate({ secret_file: 'secret' }).secret_file).toBe(path.join(BASE, 'secret'));
+    expect(validate({ secret_env: 'COUNTAPP_SECRET' }).secret_env).toBe('COUNTAPP_SECRET');
+  });
+
+  it('refuses both at once, and empty values', () => {
+    expect(configError(() => validate({ secret_file: 's', secret_env: 'S' })).message).toMatch(/one of `secret_file` and `secret_env`, not both/);
+    expect(configError(() => validate({ secret_file: '' })).key).toBe('secret_file');
+    expect(configError(() => validate({ secret_env: 5 })).key).toBe('secret_env');
   });
 });
