@@ -5,7 +5,7 @@ import type { Pending } from './pending.js';
 import { addIdMap, encodeIdMap, idCount, type IdMap } from './store/id-map.js';
 import type { Store } from './store/store.js';
 import type { Wal } from './wal.js';
-import type { WalAdopter } from './wal-adopter.js';
+import type { Adoption, WalAdopter } from './wal-adopter.js';
 
 /** What one persist round did. */
 export interface RoundResult {
@@ -91,7 +91,8 @@ export class Persister {
   #closing: Promise<RoundResult> | undefined;
   /** Ids taken from pending and not yet persisted: a lost log is rebuilt from these and pending. */
   readonly #inFlight = new Set<IdMap>();
-  readonly #flushes = new Set<Promise<unknown>>();
+  /** Flushes under way, with the ids each took from pending. */
+  readonly #flushes = new Map<Promise<Set<string>>, IdMap>();
   /** The persist step of the round under way, which may hold ids a flush is asked about. */
   #roundPersist: Promise<IdMap> | undefined;
   /** Re-logs not finished yet, and how many ever failed: a round deletes nothing while one of its window failed. */
@@ -195,11 +196,16 @@ export class Persister {
 
   /**
    * Persists these tenants' pending ids now; with `visible`, resolves once every worker
-   * counts them (including ids a round under way has taken). Resolves with the tenants
-   * that could not be persisted.
+   * counts them (including ids a round under way has taken). With `earlier` too, also
+   * waits for the flushes under way that took ids of these tenants (a strong read: those
+   * ids left pending before this call, so nothing else would make it wait for them). Only
+   * the coordinator's flushes set it: a flush another worker asks for (a hand-over) never
+   * waits for other flushes, so flushes on two workers can never wait for each other.
+   * Resolves with the tenants that could not be persisted.
    */
-  async flush(tenants: Iterable<string>, options: { visible: boolean }): Promise<Set<string>> {
+  async flush(tenants: Iterable<string>, options: { visible: boolean; earlier?: boolean }): Promise<Set<string>> {
     const wanted = new Set(tenants);
+    const earlier = options.earlier === true ? this.#flushesOf(wanted) : [];
     const taken = this.#pending.takeTenants(wanted);
     const round = this.#roundPersist;
     this.#inFlight.add(taken);
@@ -211,15 +217,31 @@ export class Persister {
         const roundFailed = await round.catch(() => new Map<string, string[]>());
         for (const tenant of roundFailed.keys()) if (wanted.has(tenant)) result.add(tenant);
       }
+      for (const flush of earlier) {
+        for (const tenant of await flush) if (wanted.has(tenant)) result.add(tenant);
+      }
       return result;
     })();
-    this.#flushes.add(work);
+    this.#flushes.set(work, taken);
     try {
       return await work;
     } finally {
       this.#flushes.delete(work);
       this.#inFlight.delete(taken);
     }
+  }
+
+  /** The flushes under way that took ids of any of `tenants`. */
+  #flushesOf(tenants: ReadonlySet<string>): Promise<Set<string>>[] {
+    const found: Promise<Set<string>>[] = [];
+    for (const [flush, taken] of this.#flushes) {
+      for (const tenant of taken.keys()) {
+        if (!tenants.has(tenant)) continue;
+        found.push(flush);
+        break;
+      }
+    }
+    return found;
   }
 
   /** Like flush, but requests of one turn of the event loop go out together (ids handed over by several workers at once). */
@@ -263,17 +285,23 @@ export class Persister {
       this.#log.error(`cannot start a new write-ahead log segment: ${describeDiskError(err)}; the log is kept until a round succeeds`, err);
     }
     const relogFailuresBefore = this.#relogFailures;
-    const flushesBefore = [...this.#flushes];
+    const flushesBefore = [...this.#flushes.keys()];
     const snapshot = this.#pending.take();
     this.#inFlight.add(snapshot);
     try {
-      const adoptions = await this.#adopter.adopt();
-      for (const adoption of adoptions) addIdMap(snapshot, adoption.ids);
-      const persisting = this.#store.persist(snapshot, { stopBy });
+      // Known to flushes from the moment the ids leave pending (the adoption is awaited first).
+      const work = (async () => {
+        const adopted = await this.#adopter.adopt();
+        for (const adoption of adopted) addIdMap(snapshot, adoption.ids);
+        return { adopted, failed: await this.#store.persist(snapshot, { stopBy }) };
+      })();
+      const persisting = work.then((done) => done.failed);
+      persisting.catch(() => {}); // the round itself reports a failure
       this.#roundPersist = persisting;
       let failed: IdMap;
+      let adoptions: Adoption[];
       try {
-        failed = await persisting;
+        ({ adopted: adoptions, failed } = await work);
       } finally {
         if (this.#roundPersist === persisting) this.#roundPersist = undefined;
       }
@@ -343,7 +371,7 @@ export class Persister {
     clearTimeout(this.#retryTimer);
     this.#timer = undefined;
     this.#closing ??= (async () => {
-      await settledBy(Promise.allSettled([...this.#flushes]), stopBy);
+      await settledBy(Promise.allSettled([...this.#flushes.keys()]), stopBy);
       return this.persistNow(stopBy);
     })();
     return this.#closing;
