@@ -62,6 +62,10 @@ export interface Config {
   readonly coalesce: boolean;
   /** Most client connections the coordinator holds at once. @default half the open-file limit (`ulimit -n`) */
   readonly max_connections: number;
+  /** Most tenants one `GET /counts` may name. @default 1000 */
+  readonly max_count_tenants: number;
+  /** Tenants whose last answered count the coordinator remembers, so no answer is ever lower (least recently asked forgotten first). @default 100000 */
+  readonly count_floor_tenants: number;
 }
 
 /** A config that does not parse or validate; `key` names the culprit when there is one. */
@@ -82,7 +86,7 @@ export const CONFIG_KEYS: ReadonlySet<string> = new Set([
   'port', 'host', 'workers', 'database', 'worker_logs', 'worker_persist', 'config_check',
   'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
   'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
-  'max_tenant_length', 'coalesce', 'max_connections',
+  'max_tenant_length', 'coalesce', 'max_connections', 'max_count_tenants', 'count_floor_tenants',
 ]);
 
 function show(value: unknown): string {
@@ -225,6 +229,8 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
     max_tenant_length: numberKey(r, 'max_tenant_length', 256, 1, 4096, true),
     coalesce,
     max_connections: numberKey(r, 'max_connections', defaultMaxConnections(), 1, 10_000_000, true),
+    max_count_tenants: numberKey(r, 'max_count_tenants', 1000, 1, 10_000, true),
+    count_floor_tenants: numberKey(r, 'count_floor_tenants', 100_000, 1, 100_000_000, true),
   };
 }
 

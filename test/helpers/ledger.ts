@@ -80,12 +80,12 @@ export class Ledger {
   }
 }
 
-/** Clients posting random batches of fresh ids over `tenants` until `until` (epoch ms), each waiting for its answer. */
-export async function postUntil(cluster: Cluster, ledger: Ledger, options: { clients: number; until: number; tenants: readonly string[]; prefix: string; batch?: number }): Promise<void> {
+/** Clients posting random batches of fresh ids over `tenants` until `until` (epoch ms) or `stop()` says so, each waiting for its answer. */
+export async function postUntil(cluster: Cluster, ledger: Ledger, options: { clients: number; until: number; tenants: readonly string[]; prefix: string; batch?: number; stop?: () => boolean }): Promise<void> {
   const size = options.batch ?? 20;
   let next = 0;
   const client = async (): Promise<void> => {
-    while (Date.now() < options.until) {
+    while (Date.now() < options.until && options.stop?.() !== true) {
       const batch = Array.from({ length: size }, () => {
         const n = next++;
         return { id: `${options.prefix}-${n}`, tenant: options.tenants[n % options.tenants.length]! };

@@ -49,6 +49,8 @@ const DEFAULTS: Config = {
   max_tenant_length: 256,
   coalesce: true,
   max_connections: defaultMaxConnections(),
+  max_count_tenants: 1000,
+  count_floor_tenants: 100_000,
 };
 
 describe('defaults', () => {

@@ -1,8 +1,10 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Coalescer } from '../../coordinator/coalescer.js';
+import { CountFloors } from '../../coordinator/count-floors.js';
 import { FORWARDED_BY_HEADER } from '../../coordinator/forwarded-by.js';
 import { Forwarder, type ForwardRequest, type ForwardResponse } from '../../coordinator/forwarder.js';
+import { ReadPath } from '../../coordinator/read-path.js';
 import { createCoordinatorServer, VALIDATE_BELOW_BYTES, type CoordinatorServer } from '../../coordinator/server.js';
 import { validateConfig, type Config } from '../../shared/config.js';
 import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from '../../shared/server-lifecycle.js';
@@ -20,6 +22,11 @@ afterEach(async () => {
 async function post(port: number, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   const response = await fetch(`http://127.0.0.1:${port}/items`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers }, signal: AbortSignal.timeout(20_000) });
   return { status: response.status, body: JSON.parse(await response.text()) };
+}
+
+/** Counts through `forwarder`, with no strong reads (no workers to flush here). */
+function readsVia(forwarder: Pick<Forwarder, 'forward'>): ReadPath {
+  return new ReadPath({ forwarder, strong: { prepare: async () => {} }, floors: new CountFloors(100) });
 }
 
 function batchOfBytes(size: number, badAt?: number): string {
@@ -43,7 +50,7 @@ describe('the coordinator server', () => {
     const forwarder = new Forwarder({ log, config, liveWorkers: () => config.workers, markSuspect: () => {}, instanceId: 'self-1' });
     closers.push(() => forwarder.close());
     const coalescer = new Coalescer({ forwarder, config });
-    const server = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => [], instanceId: 'self-1' });
+    const server = createCoordinatorServer({ config, log, reads: readsVia(forwarder), coalescer, status: () => [], instanceId: 'self-1' });
     servers.push(server);
     let requests = 0;
     server.server.on('request', () => requests++);
@@ -68,7 +75,7 @@ describe('the coordinator server', () => {
     const config = validateConfig({ port, workers: 0 }, '/tmp');
     const calls: ForwardRequest[] = [];
     const fake = { forward: async (request: ForwardRequest): Promise<ForwardResponse> => { calls.push(request); return { status: 200, body: Buffer.from('{"count":0}'), worker: 'w' }; } };
-    const server = createCoordinatorServer({ config, log: new MemoryLog(), forwarder: fake, coalescer: { submit: async () => ({ status: 200, body: Buffer.from('{"accepted":1}'), worker: 'w' }) }, status: () => [], instanceId: 'me' });
+    const server = createCoordinatorServer({ config, log: new MemoryLog(), reads: readsVia(fake), coalescer: { submit: async () => ({ status: 200, body: Buffer.from('{"accepted":1}'), worker: 'w' }) }, status: () => [], instanceId: 'me' });
     servers.push(server);
     await server.listen(port!, '127.0.0.1');
     const answer = await fetch(`http://127.0.0.1:${port}/items/count?tenant=t`, { headers: { [FORWARDED_BY_HEADER]: 'another-coordinator' } });
@@ -90,7 +97,7 @@ describe('the coordinator server', () => {
       },
     };
     const log = new MemoryLog();
-    const server = createCoordinatorServer({ config, log, forwarder: { forward: async () => { throw new Error('not used'); } }, coalescer, status: () => [] });
+    const server = createCoordinatorServer({ config, log, reads: readsVia({ forward: async () => { throw new Error('not used'); } }), coalescer, status: () => [] });
     servers.push(server);
     await server.listen(port!, '127.0.0.1');
 
@@ -115,7 +122,7 @@ describe('the coordinator server', () => {
   });
 
   it('runs on an http.Server with our timeouts, answering a half-closed request', () => {
-    const server = createCoordinatorServer({ config: validateConfig({ workers: 0 }, '/tmp'), log: new MemoryLog(), forwarder: { forward: async () => { throw new Error('x'); } }, coalescer: { submit: async () => { throw new Error('x'); } }, status: () => [] });
+    const server = createCoordinatorServer({ config: validateConfig({ workers: 0 }, '/tmp'), log: new MemoryLog(), reads: readsVia({ forward: async () => { throw new Error('x'); } }), coalescer: { submit: async () => { throw new Error('x'); } }, status: () => [] });
     const raw = server.server as http.Server & { httpAllowHalfOpen?: boolean };
     expect(raw.keepAliveTimeout).toBe(KEEP_ALIVE_TIMEOUT_MS);
     expect(raw.headersTimeout).toBe(HEADERS_TIMEOUT_MS);
