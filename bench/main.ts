@@ -14,6 +14,7 @@ import { countSection } from './sections/count-under-load.js';
 import { durabilitySection } from './sections/durability.js';
 import { ingestSection } from './sections/ingest.js';
 import { scaleOutSection } from './sections/scale-out.js';
+import { strongReadsSection } from './sections/strong-reads.js';
 
 /**
  * `make bench` / `make bench-short`: starts real clusters from temp configs, measures,
@@ -29,6 +30,7 @@ const SECTIONS: Record<string, { title: string; run: (ctx: Context, profile: Pro
   coldstart: { title: '5. Cold start and memory', run: coldStartSection },
   durability: { title: '6. Durable acknowledgement: fsync vs write vs off', run: durabilitySection },
   scale: { title: '7. Scale-out: 1, 2, 4, 8 workers', run: scaleOutSection },
+  strong: { title: '8. Strong reads: latency idle and under ingest load', run: strongReadsSection },
 };
 
 const USAGE = `Usage: node dist/bench/main.js [--short] [--only SECTION[,SECTION...]]

@@ -15,17 +15,9 @@ const CONNECTIONS_PER_WORKER = 8;
 /** A worker's refusal is read up to this size, for the message. */
 const ERROR_BODY_LIMIT = 16 * 1024;
 /**
- * Rounds of flushes a strong read makes. A worker's flush makes visible what it holds and
- * waits for the persists it already began (see Persister.flush), but a persist round
- * under way on one worker may hand ids to a tenant's owner just after that owner was
- * flushed: the first round ends only once every such hand-over has arrived, so the
- * second finds them all.
- */
-const ROUNDS = 2;
-/**
  * Within this long after the live set changed, workers may still act on the membership
  * they knew before, and an id can travel one more hop (sent to a former owner, which
- * passes it on): one more round then.
+ * passes it on): one more round of flushes then (see prepare()).
  */
 export const MEMBERSHIP_SETTLE_MS = 5000;
 
@@ -61,7 +53,7 @@ function refusalOf(status: number, body: Buffer): string {
 /**
  * Prepares strong reads: before the count is read, every configured worker persists the
  * tenants' acknowledged ids and waits until every worker counts them (`POST
- * /internal/flush`, in parallel, with the cluster secret). A worker that is not live, a
+ * /internal/flush`, to all in parallel, with the cluster secret; one to three rounds). A worker that is not live, a
  * removed one still stopping, a log left by a worker that is gone, or a flush that fails
  * means some acknowledged ids may not be countable now: the read is refused (503
  * `strong_read_unavailable`), never answered stale.
@@ -106,10 +98,17 @@ export class StrongReads {
     const workers = this.#liveTargets();
     await this.#checkOrphanedLogs(config.database, workers);
     const body = JSON.stringify({ tenants });
-    let rounds = performance.now() - this.#liveChangedAt() < MEMBERSHIP_SETTLE_MS ? ROUNDS + 1 : ROUNDS;
-    for (let round = 0; round < rounds; round++) {
-      await Promise.all(workers.map((spec) => this.#flush(spec.url, spec.id, body, deadline)));
-      if (round === rounds - 1 && this.#liveChangedAt() > started && rounds === ROUNDS) rounds++;
+    // Rounds of flushes. A worker's flush makes visible what it holds and waits for the
+    // persists it had begun, but one of those (a persist round) may hand ids to their
+    // tenant's owner just after the owner's own flush: the worker says so (`handingOver`),
+    // its flush ends only once they have arrived, and a second round finds them there.
+    let handOverRound = false;
+    let membershipRound = performance.now() - this.#liveChangedAt() < MEMBERSHIP_SETTLE_MS;
+    for (let round = 1; ; round++) {
+      const handingOver = await Promise.all(workers.map((spec) => this.#flush(spec.url, spec.id, body, deadline)));
+      if (round === 1) handOverRound = handingOver.includes(true);
+      if (this.#liveChangedAt() > started) membershipRound = true;
+      if (round >= 1 + Number(handOverRound) + Number(membershipRound)) break;
     }
     // A worker that went down meanwhile may have taken hand-overs after its flush.
     this.#liveTargets();
@@ -147,8 +146,12 @@ export class StrongReads {
     }
   }
 
-  /** One worker's flush; throws `strong_read_unavailable` naming the worker when it fails. */
-  async #flush(url: string, id: string, body: string, deadline: number): Promise<void> {
+  /**
+   * One worker's flush; resolves with whether it was handing ids of the tenants over to
+   * other workers (then another round is needed), throws `strong_read_unavailable` naming
+   * the worker when it fails.
+   */
+  async #flush(url: string, id: string, body: string, deadline: number): Promise<boolean> {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw unavailable(`the workers did not persist within \`forward_deadline\` (${this.#config.forward_deadline} s)`);
     let answer;
@@ -167,6 +170,12 @@ export class StrongReads {
       throw unavailable(`${id} could not be asked to (${typeof code === 'string' ? code : (err as Error).message})`, err);
     }
     if (answer.status !== 200) throw unavailable(`${id} could not: ${refusalOf(answer.status, answer.body)}`);
+    try {
+      // Anything but a plain `false` asks for another round: the safe side.
+      return (JSON.parse(answer.body.toString('utf8')) as { handingOver?: unknown } | null)?.handingOver !== false;
+    } catch {
+      return true;
+    }
   }
 
   #pool(url: string): Pool {

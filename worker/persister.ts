@@ -35,6 +35,16 @@ export interface PersisterOptions {
   readonly phase: number;
 }
 
+/** Whether `map` has ids of any of `tenants` (walks the smaller of the two). */
+function holdsAny(map: IdMap, tenants: ReadonlySet<string>): boolean {
+  if (map.size <= tenants.size) {
+    for (const tenant of map.keys()) if (tenants.has(tenant)) return true;
+  } else {
+    for (const tenant of tenants) if (map.has(tenant)) return true;
+  }
+  return false;
+}
+
 /** Waits for `work` until `stopBy` (epoch ms) at the latest; true when it settled in time. */
 async function settledBy(work: Promise<unknown>, stopBy: number | undefined): Promise<boolean> {
   if (stopBy === undefined) {
@@ -91,10 +101,12 @@ export class Persister {
   #closing: Promise<RoundResult> | undefined;
   /** Ids taken from pending and not yet persisted: a lost log is rebuilt from these and pending. */
   readonly #inFlight = new Set<IdMap>();
-  /** Flushes under way, with the ids each took from pending. */
-  readonly #flushes = new Map<Promise<Set<string>>, IdMap>();
+  /** Flushes under way, with the ids each took from pending and whether it waits until they are visible. */
+  readonly #flushes = new Map<Promise<Set<string>>, { readonly taken: IdMap; readonly visible: boolean }>();
   /** The persist step of the round under way, which may hold ids a flush is asked about. */
   #roundPersist: Promise<IdMap> | undefined;
+  /** The ids that round persists (they may go to other workers without waiting to be visible there). */
+  #roundTaken: IdMap | undefined;
   /** Re-logs not finished yet, and how many ever failed: a round deletes nothing while one of its window failed. */
   readonly #relogs = new Set<Promise<void>>();
   #relogFailures = 0;
@@ -222,7 +234,7 @@ export class Persister {
       }
       return result;
     })();
-    this.#flushes.set(work, taken);
+    this.#flushes.set(work, { taken, visible: options.visible });
     try {
       return await work;
     } finally {
@@ -234,14 +246,25 @@ export class Persister {
   /** The flushes under way that took ids of any of `tenants`. */
   #flushesOf(tenants: ReadonlySet<string>): Promise<Set<string>>[] {
     const found: Promise<Set<string>>[] = [];
-    for (const [flush, taken] of this.#flushes) {
-      for (const tenant of taken.keys()) {
-        if (!tenants.has(tenant)) continue;
-        found.push(flush);
-        break;
-      }
+    for (const [flush, { taken }] of this.#flushes) {
+      if (holdsAny(taken, tenants)) found.push(flush);
     }
     return found;
+  }
+
+  /**
+   * Whether ids of these tenants are being persisted now without waiting until every
+   * worker counts them (a round, or a flush of ids handed over): they may reach another
+   * worker (their tenant's owner) only after a flush there, so a strong read that sees
+   * this asks every worker once more. Call it just before `flush(..., { earlier: true })`,
+   * which waits for exactly these.
+   */
+  handingOver(tenants: ReadonlySet<string>): boolean {
+    if (this.#roundTaken !== undefined && holdsAny(this.#roundTaken, tenants)) return true;
+    for (const { taken, visible } of this.#flushes.values()) {
+      if (!visible && holdsAny(taken, tenants)) return true;
+    }
+    return false;
   }
 
   /** Like flush, but requests of one turn of the event loop go out together (ids handed over by several workers at once). */
@@ -298,12 +321,16 @@ export class Persister {
       const persisting = work.then((done) => done.failed);
       persisting.catch(() => {}); // the round itself reports a failure
       this.#roundPersist = persisting;
+      this.#roundTaken = snapshot;
       let failed: IdMap;
       let adoptions: Adoption[];
       try {
         ({ adopted: adoptions, failed } = await work);
       } finally {
-        if (this.#roundPersist === persisting) this.#roundPersist = undefined;
+        if (this.#roundPersist === persisting) {
+          this.#roundPersist = undefined;
+          this.#roundTaken = undefined;
+        }
       }
       this.#relog(failed);
       await Promise.allSettled(flushesBefore);

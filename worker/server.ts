@@ -180,11 +180,14 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       if (!Array.isArray(tenants) || tenants.length > MAX_FLUSH_TENANTS || !tenants.every((t) => typeof t === 'string')) {
         throw new AppError('invalid_batch', `A flush names its tenants: {"tenants": [...]}, at most ${MAX_FLUSH_TENANTS}.`);
       }
-      const failed = await persister.flush(tenants as string[], { visible: true, earlier: true });
+      const wanted = new Set(tenants as string[]);
+      // Taken just before the flush, which waits for the same persists: see Persister.handingOver.
+      const handingOver = persister.handingOver(wanted);
+      const failed = await persister.flush(wanted, { visible: true, earlier: true });
       if (failed.size > 0) {
         throw new AppError('storage_unavailable', `${failed.size} tenant(s) could not be persisted now (see the worker's log); their ids are safe in its write-ahead log.`);
       }
-      sendJson(res, 200, { flushed: tenants.length });
+      sendJson(res, 200, { flushed: tenants.length, handingOver });
     } catch (err) {
       sendError(res, err, log, 'POST /internal/flush');
     }

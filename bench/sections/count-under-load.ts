@@ -16,15 +16,16 @@ import { Workload } from '../workload.js';
  * 4 workers, durability fsync, worker_persist 5 (the default: persists happen during
  * the window).
  */
-interface ProbeResult {
+export interface ProbeResult {
   readonly latencies: number[];
   readonly failures: number;
   readonly statuses: Record<string, number>;
   readonly error?: string;
 }
 
-async function probe(child: BenchChild, url: string, profile: Profile, durationMs: number): Promise<ProbeResult> {
-  child.send({ type: 'start', url, tenants: profile.tenants, rate: profile.countRate, durationMs });
+/** Runs the count probe (bench/count-probe.ts) for `durationMs`: `profile.countRate` counts/s unless `rate` says otherwise; `query` is appended to each count's URL. */
+export async function probe(child: BenchChild, url: string, profile: Profile, durationMs: number, options: { rate?: number; query?: string } = {}): Promise<ProbeResult> {
+  child.send({ type: 'start', url, tenants: profile.tenants, rate: options.rate ?? profile.countRate, durationMs, ...(options.query === undefined ? {} : { query: options.query }) });
   const result = await child.next<ProbeResult>('result', durationMs + 60_000);
   if (result.error !== undefined) throw new Error(`count probe failed: ${result.error}`);
   return result;

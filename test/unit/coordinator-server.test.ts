@@ -9,6 +9,7 @@ import { createCoordinatorServer, VALIDATE_BELOW_BYTES, type CoordinatorServer }
 import { validateConfig, type Config } from '../../shared/config.js';
 import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from '../../shared/server-lifecycle.js';
 import { freePorts } from '../helpers/ports.js';
+import { exchange } from '../integration/raw-http.js';
 import { MemoryLog } from './memory-log.js';
 
 const servers: CoordinatorServer[] = [];
@@ -119,6 +120,30 @@ describe('the coordinator server', () => {
     expect(JSON.stringify(passed.body)).toBe(workerRefusal);
     expect(submitted[1]).toEqual({ body: large, items: undefined });
     expect(log.lines.some((line) => line.startsWith('WARN [w0rk3r1d]') && line.includes('worker-9') && line.includes('invalid_item'))).toBe(true);
+  });
+
+  it('pipelined counts on one connection never go down: each is raised to the floor when it goes out, not when its worker answered', async () => {
+    const [port] = await freePorts(1);
+    const config = validateConfig({ port, workers: 0 }, '/tmp');
+    // The first request's worker answers late with 9; the second's at once with 5 (it read the store earlier).
+    const answers = [{ count: 9, delayMs: 150 }, { count: 5, delayMs: 0 }, { count: 7, delayMs: 0 }];
+    const paths: string[] = [];
+    const forwarder = {
+      forward: async (request: ForwardRequest): Promise<ForwardResponse> => {
+        paths.push(request.path);
+        const { count, delayMs } = answers[paths.length - 1]!;
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        return { status: 200, body: Buffer.from(request.path.startsWith('/counts') ? `{"counts":{"t":${count}}}` : `{"count":${count}}`), worker: 'w' };
+      },
+    };
+    const server = createCoordinatorServer({ config, log: new MemoryLog(), reads: readsVia(forwarder), coalescer: { submit: async () => { throw new Error('not used'); } }, status: () => [] });
+    servers.push(server);
+    await server.listen(port!, '127.0.0.1');
+    const request = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const { responses } = await exchange(port!, request('/items/t/count') + request('/items/count?tenant=t&consistency=eventual') + request('/counts?tenant=t&consistency=eventual'), { halfClose: true });
+    expect(responses.map((response) => JSON.parse(response.body))).toEqual([{ count: 9 }, { count: 9 }, { counts: { t: 9 } }]);
+    // The worker was asked without `consistency` (the coordinator handled it) and with the tenant as the client named it.
+    expect(paths).toEqual(['/items/count?tenant=t', '/items/count?tenant=t', '/counts?tenant=t']);
   });
 
   it('runs on an http.Server with our timeouts, answering a half-closed request', () => {
