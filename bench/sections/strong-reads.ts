@@ -1,13 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cluster } from '../../test/helpers/cluster.js';
 import { startChild, type BenchChild } from '../child.js';
+import { checkIngest, checkProbe, ingestLoad, probe, type ProbeResult } from '../count-load.js';
 import { startBenchCluster } from '../cluster.js';
-import { runLoad } from '../load.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
 import { max, quantile } from '../stats.js';
-import { Workload } from '../workload.js';
-import { probe, type ProbeResult } from './count-under-load.js';
+
 
 /**
  * (8) `GET /items/{tenant}/count?consistency=strong` latency, with no load and while the
@@ -30,34 +29,16 @@ export async function strongReadsSection(ctx: Context, profile: Profile): Promis
     const idleStrong = await probe(child, cluster.url, profile, idleMs, { rate, query: 'consistency=strong' });
     ctx.progress(`no load: strong p50 ${quantile(idleStrong.latencies, 0.5).toFixed(2)} ms, p99 ${quantile(idleStrong.latencies, 0.99).toFixed(2)} ms (eventual p50 ${quantile(idleEventual.latencies, 0.5).toFixed(2)} ms), ${idleStrong.latencies.length} answers`);
 
-    const workload = new Workload({ prefix: 's-', tenants: profile.tenants, repeatRate: profile.repeatRate });
-    const loadSec = profile.countWarmupSec + 2 * profile.countSec + 0.5;
-    const load = runLoad({
-      url: cluster.url,
-      connections: profile.connections,
-      durationSec: loadSec,
-      warmupSec: 0,
-      body: () => workload.batch(100),
-      itemsPerRequest: 100,
-    });
+    const load = ingestLoad(cluster.url, profile, profile.countWarmupSec + 2 * profile.countSec + 0.5, 's-');
     await sleep(profile.countWarmupSec * 1000);
     const loadedStrong = await probe(child, cluster.url, profile, profile.countSec * 1000, { rate, query: 'consistency=strong' });
     const loadedEventual = await probe(child, cluster.url, profile, profile.countSec * 1000, { rate });
     const ingest = await load;
     ctx.progress(`under load: strong p50 ${quantile(loadedStrong.latencies, 0.5).toFixed(2)} ms, p99 ${quantile(loadedStrong.latencies, 0.99).toFixed(2)} ms (eventual p50 ${quantile(loadedEventual.latencies, 0.5).toFixed(2)} ms); ingest meanwhile ${Math.round(ingest.itemsPerSec).toLocaleString('en-US')} items/s`);
 
-    const expected = (ms: number): number => (rate * ms) / 1000;
-    const check = (what: string, result: ProbeResult, ms: number): void => {
-      if (result.failures > 0 || result.latencies.length < expected(ms) * 0.9) {
-        ctx.problem(`${what}: ${result.latencies.length} answers of ~${expected(ms)} sent, ${result.failures} failed (${JSON.stringify(result.statuses)})`);
-      }
-    };
-    check('strong reads, no load', idleStrong, idleMs);
-    check('strong reads under load', loadedStrong, profile.countSec * 1000);
-    const failed = ingest.errors + ingest.non2xx;
-    if (ingest.requests === 0 || failed / (failed + ingest.requests) > 0.01) {
-      ctx.problem(`ingest load during the strong-read probe: ${failed} of ${failed + ingest.requests} requests failed (${JSON.stringify(ingest.statusCodes)})`);
-    }
+    checkProbe(ctx, 'strong reads, no load', idleStrong, (rate * idleMs) / 1000);
+    checkProbe(ctx, 'strong reads under load', loadedStrong, rate * profile.countSec);
+    checkIngest(ctx, 'the strong-read probe', ingest);
 
     const section = `8. GET /items/{tenant}/count?consistency=strong (${rate} reads/s, 4 workers)`;
     const rows: Row[] = [

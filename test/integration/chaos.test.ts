@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, expect, it } from 'vitest';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { killWorkersUntil } from '../helpers/killer.js';
 import { seededRandom } from '../helpers/random.js';
 
 afterEach(stopAllClusters);
@@ -71,20 +72,9 @@ it('loses and over-counts nothing while workers are SIGKILLed and the config cha
   let kills = 0;
   let configEdits = 0;
 
-  const killer = (async () => {
-    while (Date.now() < until - 1000) {
-      await sleep(1000 + next() * 1000);
-      const up = (await cluster.status()).workers.filter((w) => w.state === 'up' && w.pid !== null);
-      const victim = up[Math.floor(next() * up.length)];
-      if (victim === undefined) continue;
-      try {
-        process.kill(victim.pid!, 'SIGKILL');
-        kills++;
-      } catch {
-        // Already gone.
-      }
-    }
-  })();
+  const killer = killWorkersUntil(cluster, { stopBy: until - 1000, next }).then((n) => {
+    kills = n;
+  });
   const editor = (async () => {
     await sleep(LOAD_SECONDS * 250);
     cluster.writeConfig({ workers: allWorkers.slice(0, 3) }); // remove one

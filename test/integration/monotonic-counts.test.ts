@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { tenantFilePath } from '../../shared/tenant-file-name.js';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { Ledger, postUntil } from '../helpers/ledger.js';
+import { killWorkersUntil } from '../helpers/killer.js';
 import { seededRandom } from '../helpers/random.js';
 
 afterEach(stopAllClusters);
@@ -78,20 +79,9 @@ describe('counts through the coordinator never go down', () => {
     const readers = Promise.all([0, 1, 2, 3].map(async (reader) => {
       for (let i = reader; Date.now() < until; i++) await check.read(cluster, FORMS[i % FORMS.length]!);
     }));
-    const killer = (async () => {
-      while (Date.now() < until - 1500) {
-        await sleep(1000 + next() * 1000);
-        const up = (await cluster.status()).workers.filter((w) => w.state === 'up' && w.pid !== null);
-        const victim = up[Math.floor(next() * up.length)];
-        if (victim === undefined) continue;
-        try {
-          process.kill(victim.pid!, 'SIGKILL');
-          kills++;
-        } catch {
-          // already gone
-        }
-      }
-    })();
+    const killer = killWorkersUntil(cluster, { stopBy: until - 1500, next }).then((n) => {
+      kills = n;
+    });
     const editor = (async () => {
       const step = (LOAD_SECONDS * 1000) / 4;
       await sleep(step);
