@@ -3,10 +3,11 @@ import { Pool } from 'undici';
 
 /**
  * An open-loop count prober, run as its own process (so the load generator's busy event
- * loop does not inflate its timings): on `{type: 'start', url, tenants, rate, durationMs}`
- * it sends `GET /items/t<k>/count` (k random below `tenants`) at a fixed rate, each on
- * schedule whether or not earlier ones have answered, and times each; then it answers
- * `{type: 'result', latencies, failures, statuses}`.
+ * loop does not inflate its timings): on `{type: 'start', url, tenants, rate, durationMs,
+ * query?}` it sends `GET /items/t<k>/count` (k random below `tenants`; `?<query>` appended
+ * when given, e.g. `consistency=strong`) at a fixed rate, each on schedule whether or not
+ * earlier ones have answered, and times each; then it answers `{type: 'result',
+ * latencies, failures, statuses}`.
  */
 interface Start {
   readonly type: 'start';
@@ -14,6 +15,7 @@ interface Start {
   readonly tenants: number;
   readonly rate: number;
   readonly durationMs: number;
+  readonly query?: string;
 }
 
 async function probe(start: Start): Promise<void> {
@@ -31,7 +33,7 @@ async function probe(start: Start): Promise<void> {
     if (wait > 1) await sleep(wait);
     const tenant = `t${Math.floor(Math.random() * start.tenants)}`;
     const sent = performance.now();
-    const request = pool.request({ method: 'GET', path: `/items/${tenant}/count` }).then(async (res) => {
+    const request = pool.request({ method: 'GET', path: `/items/${tenant}/count${start.query === undefined ? '' : `?${start.query}`}` }).then(async (res) => {
       const text = await res.body.text();
       const ms = performance.now() - sent;
       statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;

@@ -16,6 +16,7 @@ import { ingestSection } from './sections/ingest.js';
 import { manyTenantsSection } from './sections/many-tenants.js';
 import { redisStoreSection } from './sections/redis-store.js';
 import { scaleOutSection } from './sections/scale-out.js';
+import { strongReadsSection } from './sections/strong-reads.js';
 
 /**
  * `make bench` / `make bench-short`: starts real clusters from temp configs, measures,
@@ -33,6 +34,7 @@ const SECTIONS: Record<string, { title: string; run: (ctx: Context, profile: Pro
   scale: { title: '7. Scale-out: 1, 2, 4, 8 workers', run: scaleOutSection },
   tenants: { title: '8. Many tenants', run: manyTenantsSection },
   redis: { title: '9. Redis store beside the files store: 1, 2, 4, 8 workers, and redis-benchmark SADD', run: redisStoreSection },
+  strong: { title: '10. Strong reads: latency idle and under ingest load', run: strongReadsSection },
 };
 
 const USAGE = `Usage: node dist/bench/main.js [--short] [--only SECTION[,SECTION...]]

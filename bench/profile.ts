@@ -19,6 +19,8 @@ export interface Profile {
   readonly countRate: number;
   readonly countWarmupSec: number;
   readonly countSec: number;
+  /** Strong-read probe: requests per second (the same warm-up and length as the count probe). */
+  readonly strongRate: number;
   /** Big tenant: ids already persisted, batch size to load them, new ids, in-process repeats. */
   readonly bigIds: number;
   readonly bigBatch: number;
@@ -48,6 +50,7 @@ export const FULL: Profile = {
   countRate: 200,
   countWarmupSec: 2,
   countSec: 5,
+  strongRate: 50,
   bigIds: 1_000_000,
   bigBatch: 10_000,
   bigNew: 1000,
@@ -73,6 +76,7 @@ export const SHORT: Profile = {
   countRate: 200,
   countWarmupSec: 0.3,
   countSec: 0.7,
+  strongRate: 50,
   bigIds: 20_000,
   bigBatch: 2_000,
   bigNew: 1000,

@@ -7,11 +7,14 @@ import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { Logger } from '../shared/log.js';
 import { LockHeldError, ProcessLock, canonicalPath } from '../shared/process-lock.js';
 import { Coalescer } from './coalescer.js';
+import { CountFloors } from './count-floors.js';
 import { parseConfigText, readConfigFile } from './config-file.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { capConnections } from './connection-cap.js';
 import { Forwarder } from './forwarder.js';
+import { ReadPath } from './read-path.js';
 import { createCoordinatorServer } from './server.js';
+import { StrongReads } from './strong-read.js';
 import { Supervisor } from './supervisor.js';
 
 // `countapp worker ...`: one worker run by hand (worker/standalone.ts); it never returns, so nothing below runs.
@@ -91,7 +94,16 @@ async function main(): Promise<void> {
     markSuspect: (url) => supervisor.markSuspect(url),
   });
   const coalescer = new Coalescer({ forwarder, config });
-  const http = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => supervisor.status() });
+  const strong = new StrongReads({
+    log,
+    config,
+    targets: () => supervisor.flushTargets(),
+    secret: () => supervisor.controlSecret,
+    liveChangedAt: () => supervisor.liveChangedAt,
+  });
+  const floors = new CountFloors(config.count_floor_tenants);
+  const reads = new ReadPath({ forwarder, strong, floors });
+  const http = createCoordinatorServer({ config, log, reads, coalescer, status: () => supervisor.status() });
   try {
     await http.listen(config.port, config.host);
   } catch (err) {
@@ -110,6 +122,8 @@ async function main(): Promise<void> {
     config = next;
     forwarder.setConfig(next);
     coalescer.setConfig(next);
+    strong.setConfig(next);
+    floors.setMax(next.count_floor_tenants);
     http.setConfig(next);
     cap.set(next.max_connections);
     log.info(`config reloaded: ${next.workers.length} worker(s)`);
@@ -132,6 +146,7 @@ async function main(): Promise<void> {
         ['batches under way', () => coalescer.close()],
         ['workers', () => supervisor.close()],
         ['forwarder', () => forwarder.close()],
+        ['strong reads', () => strong.close()],
       ] as const) {
         try {
           await step();

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { Config } from '../shared/config.js';
-import { closeAfter } from '../shared/connection-guard.js';
+import { closeAfter, whenNextOnConnection } from '../shared/connection-guard.js';
+import { consistencyOf } from '../shared/consistency.js';
 import { AppError, errorBody } from '../shared/errors.js';
 import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
@@ -9,17 +10,18 @@ import { checkBatchContentType, readBody } from '../shared/request-body.js';
 import { sendError, sendJson } from '../shared/responses.js';
 import { RouteTable, type RouteMatch } from '../shared/routes.js';
 import { closeServer as closeGracefully, createHttpServer, listen } from '../shared/server-lifecycle.js';
-import { tenantOf } from '../shared/tenant-param.js';
+import { tenantOf, tenantsFromQuery } from '../shared/tenant-param.js';
 import type { Coalescer } from './coalescer.js';
 import { INSTANCE_ID, forwardedBy } from './forwarded-by.js';
-import type { Forwarder, ForwardResponse } from './forwarder.js';
+import type { ForwardResponse } from './forwarder.js';
+import type { CountAnswer, ReadPath } from './read-path.js';
 
 export interface CoordinatorServerOptions {
   /** Limits (`max_body_bytes`, `max_batch_items`, id and tenant lengths) are read from it. */
   readonly config: Config;
   readonly log: Logger;
-  /** Count queries go straight to a worker through it. */
-  readonly forwarder: Pick<Forwarder, 'forward'>;
+  /** Count queries go through it: a worker's answer, raised to the tenant's floor; strong reads flush first. */
+  readonly reads: Pick<ReadPath, 'count' | 'counts'>;
   /** Batches go through it (merged with concurrent ones when `coalesce` is on). */
   readonly coalescer: Pick<Coalescer, 'submit'>;
   /** The workers' state for `GET /` (the supervisor's list). */
@@ -74,11 +76,11 @@ function workerError(body: Buffer): { code: string; message: string; id: string 
 
 /**
  * The coordinator's HTTP API: validate (small bodies; see VALIDATE_BELOW_BYTES), then
- * hand batches to the coalescer and counts to the forwarder. Routes come from the shared
+ * hand batches to the coalescer and counts to the read path. Routes come from the shared
  * table (shared/routes.ts).
  */
 export function createCoordinatorServer(options: CoordinatorServerOptions): CoordinatorServer {
-  const { log, forwarder, coalescer, status } = options;
+  const { log, reads, coalescer, status } = options;
   const instanceId = options.instanceId ?? INSTANCE_ID;
   let config = options.config;
   let shuttingDown = false;
@@ -123,12 +125,27 @@ export function createCoordinatorServer(options: CoordinatorServerOptions): Coor
     }
   }
 
+  /** Sends a count when it is this answer's turn on its connection, so it is never lower than one answered before it there. */
+  function replyCount(res: http.ServerResponse, answer: CountAnswer): void {
+    whenNextOnConnection(res, () => reply(res, answer.settle(), shuttingDown), () => answer.abandon());
+  }
+
   async function count(res: http.ServerResponse, match: RouteMatch): Promise<void> {
     try {
       const tenant = checkTenant(tenantOf(match), config.max_tenant_length);
-      reply(res, await forwarder.forward({ method: 'GET', path: `/items/count?tenant=${encodeURIComponent(tenant)}` }), shuttingDown);
+      replyCount(res, await reads.count(tenant, consistencyOf(match.query)));
     } catch (err) {
       sendError(res, err, log, 'GET count');
+    }
+  }
+
+  async function counts(res: http.ServerResponse, match: RouteMatch): Promise<void> {
+    try {
+      const limits = config;
+      const tenants = tenantsFromQuery(match.query, limits.max_count_tenants, (tenant) => checkTenant(tenant, limits.max_tenant_length));
+      replyCount(res, await reads.counts(tenants, match.query, consistencyOf(match.query)));
+    } catch (err) {
+      sendError(res, err, log, 'GET /counts');
     }
   }
 
@@ -148,6 +165,7 @@ export function createCoordinatorServer(options: CoordinatorServerOptions): Coor
       ingest: (req, res) => ingest(req, res),
       countByQuery: (_req, res, match) => count(res, match),
       countBySegment: (_req, res, match) => count(res, match),
+      counts: (_req, res, match) => counts(res, match),
     },
     intercept: (req, res) => {
       if (shuttingDown) {

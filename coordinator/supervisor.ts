@@ -4,13 +4,20 @@ import { readClusterSecret } from '../shared/control-secret.js';
 import type { MemberInfo } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 import { LocalWorker } from './local-worker.js';
-import type { ManagedWorker, WorkerStatus } from './managed-worker.js';
+import type { ManagedWorker, WorkerStateName, WorkerStatus } from './managed-worker.js';
 import { RemoteWorker } from './remote-worker.js';
 
 export type { WorkerStateName, WorkerStatus } from './managed-worker.js';
 
 /** start() and apply() stop waiting for slow starters after this; they keep starting in the background. */
 export const START_WAIT_MS = 30_000;
+
+/** One worker as a strong read sees it: it must be live and flushed, or the read cannot be strong. */
+export interface FlushTarget {
+  readonly spec: WorkerSpec;
+  readonly live: boolean;
+  readonly state: WorkerStateName;
+}
 
 /** Options of a Supervisor. */
 export interface SupervisorOptions {
@@ -62,6 +69,8 @@ export class Supervisor {
   /** Workers removed from the config that are still stopping: listed, and waited for by a re-added namesake. */
   readonly #retiring = new Set<ManagedWorker>();
   #live: readonly WorkerSpec[] = Object.freeze([]);
+  /** When the live set last changed (performance.now() ms); -Infinity before it ever did. */
+  #liveChangedAt = Number.NEGATIVE_INFINITY;
   #closing = false;
   #closed: Promise<void> | undefined;
 
@@ -147,6 +156,30 @@ export class Supervisor {
   markSuspect(url: string): void {
     if (this.#closing) return;
     this.#byUrl.get(normalizeUrl(url))?.markSuspect();
+  }
+
+  /** When the live set last changed, in performance.now() ms (-Infinity: never). */
+  get liveChangedAt(): number {
+    return this.#liveChangedAt;
+  }
+
+  /** The cluster secret, for the coordinator's own control calls to its workers (a strong read's flushes); set once the first config is applied. */
+  get controlSecret(): string {
+    if (this.#secret === undefined) throw new Error('the supervisor has no secret before its first config');
+    return this.#secret;
+  }
+
+  /**
+   * What a strong read must flush: every configured worker (whether live, and its state),
+   * and the ids of removed workers still stopping (their ids may not be persisted yet).
+   */
+  flushTargets(): { readonly configured: readonly FlushTarget[]; readonly retiring: readonly string[] } {
+    const configured: FlushTarget[] = [];
+    for (const spec of this.#config?.workers ?? []) {
+      const worker = this.#workers.get(spec.id);
+      if (worker !== undefined) configured.push({ spec: worker.spec, live: worker.live, state: worker.live ? 'up' : worker.status().state });
+    }
+    return { configured, retiring: [...this.#retiring].map((worker) => worker.spec.id) };
   }
 
   /** Every desired worker (in config order), then removed ones still stopping: for the status routes. */
@@ -240,6 +273,7 @@ export class Supervisor {
     // A new config brings new spec objects for the same workers: that is no change.
     if (live.length === before.length && live.every((spec, i) => sameSpec(spec, before[i]!))) return;
     this.#live = Object.freeze(live);
+    this.#liveChangedAt = performance.now();
     // Every worker learns the membership: the tenant files each one writes follow it. Not
     // while closing: stopping workers still hand ids to their owners until those exit.
     if (!this.#closing) {

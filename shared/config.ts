@@ -80,6 +80,10 @@ export interface Config {
   readonly secret_file: string | null;
   /** Environment variable holding the cluster secret. @default null */
   readonly secret_env: string | null;
+  /** Most tenants one `GET /counts` may name. @default 1000 */
+  readonly max_count_tenants: number;
+  /** Tenants whose last answered count the coordinator remembers, so no answer is ever lower (least recently asked forgotten first). @default 100000 */
+  readonly count_floor_tenants: number;
 }
 
 /** A config that does not parse or validate; `key` names the culprit when there is one. */
@@ -101,6 +105,7 @@ export const CONFIG_KEYS: ReadonlySet<string> = new Set([
   'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
   'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
   'max_tenant_length', 'coalesce', 'max_connections', 'store', 'secret_file', 'secret_env',
+  'max_count_tenants', 'count_floor_tenants',
 ]);
 
 function show(value: unknown): string {
@@ -306,6 +311,8 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
     store: storeKey(r),
     secret_file: secretFile === null ? null : path.resolve(baseDir, secretFile),
     secret_env: secretEnv,
+    max_count_tenants: numberKey(r, 'max_count_tenants', 1000, 1, 10_000, true),
+    count_floor_tenants: numberKey(r, 'count_floor_tenants', 100_000, 1, 100_000_000, true),
   };
 }
 

@@ -92,3 +92,47 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, lo
     socket.destroy();
   }
 }
+
+/** Answers waiting for their turn on each connection: called if it closes first. */
+const waitingForTurn = new WeakMap<Duplex, Set<() => void>>();
+
+/**
+ * Runs `send` when `res` is the answer its connection writes next: at once, or, behind
+ * pipelined requests still being answered, when Node hands it the connection. So what it
+ * writes is decided at the moment it goes out, after every answer before it on the
+ * connection (a count is then never lower than one the same client read before it).
+ * `gone` runs instead when the connection closes first.
+ */
+export function whenNextOnConnection(res: ServerResponse, send: () => void, gone: () => void): void {
+  const socket = res.req.socket;
+  if (res.socket) {
+    send();
+    return;
+  }
+  if (socket.destroyed) {
+    gone();
+    return;
+  }
+  let waiting = waitingForTurn.get(socket);
+  if (waiting === undefined) {
+    const set = new Set<() => void>();
+    waiting = set;
+    waitingForTurn.set(socket, set);
+    // One listener per connection, however deep the pipeline.
+    socket.once('close', () => {
+      waitingForTurn.delete(socket);
+      for (const onClose of set) onClose();
+    });
+  }
+  const set = waiting;
+  const onClose = (): void => {
+    res.off('socket', onSocket);
+    gone();
+  };
+  const onSocket = (): void => {
+    set.delete(onClose);
+    send();
+  };
+  set.add(onClose);
+  res.once('socket', onSocket);
+}

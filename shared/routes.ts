@@ -34,6 +34,8 @@ export const ROUTES = {
   countByQuery: { path: '/items/count', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'hot' },
   /** `GET /items/{tenant}/count`. */
   countBySegment: { path: '/items/{tenant}/count', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'hot' },
+  /** `GET /counts?tenant=a&tenant=b`: several tenants' counts in one answer, `{"counts": {"a": 1, "b": 2}}`. */
+  counts: { path: '/counts', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'hot' },
   /** `GET|POST /kill`: the coordinator's graceful stop of a worker (needs the cluster secret). */
   kill: { path: '/kill', methods: ['GET', 'POST'], servers: ['worker'], lane: 'express' },
   /** `POST /internal/merge`: ids another worker hands over for tenants this one writes (needs the cluster secret). */

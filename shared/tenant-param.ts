@@ -1,4 +1,5 @@
 import { AppError } from './errors.js';
+import { queryValues } from './query-params.js';
 import type { RouteMatch } from './routes.js';
 
 /**
@@ -19,41 +20,35 @@ export function tenantFromSegment(raw: string): string {
   }
 }
 
-/** A query-string key or value: `+` is a space, then percent-decoding; throws URIError when malformed. */
-function decodeQueryPart(raw: string): string {
-  const text = raw.includes('+') ? raw.replaceAll('+', ' ') : raw;
-  return text.includes('%') ? decodeURIComponent(text) : text;
+/**
+ * The `tenant` parameter of a query string (everything after the first `?`), given
+ * exactly once. Decoded as query-params.ts says: a value may hold `?` and `=` as they
+ * are; `&`, `#`, `%` and `+` must be percent-encoded.
+ */
+export function tenantFromQuery(query: string): string {
+  const values = queryValues(query, 'tenant');
+  if (values.length === 0) throw new AppError('invalid_tenant', 'The tenant is invalid: the `tenant` query parameter is missing (GET /items/count?tenant=NAME).');
+  if (values.length > 1) throw new AppError('invalid_tenant', 'The tenant is invalid: give the `tenant` query parameter once.');
+  return values[0]!;
 }
 
 /**
- * The `tenant` parameter of a query string (everything after the first `?`). A value runs
- * to the next `&`, so it may hold `?` and `=` as they are; `&`, `#`, `%` and `+` must be
- * percent-encoded.
+ * The tenants of a multi-tenant count (`GET /counts?tenant=a&tenant=b`): at least one, at
+ * most `max` (400 `too_many_tenants`), each checked by `check` (its error names which
+ * parameter); a tenant named twice is answered once. In the order given.
  */
-export function tenantFromQuery(query: string): string {
-  let tenant: string | undefined;
-  let seen = 0;
-  for (const pair of query.split('&')) {
-    const eq = pair.indexOf('=');
-    const rawKey = eq === -1 ? pair : pair.slice(0, eq);
-    let key: string;
+export function tenantsFromQuery(query: string, max: number, check: (tenant: string) => string): string[] {
+  const values = queryValues(query, 'tenant');
+  if (values.length === 0) throw new AppError('invalid_tenant', 'The tenant is invalid: name at least one, as `tenant` query parameters (GET /counts?tenant=a&tenant=b).');
+  if (values.length > max) throw new AppError('too_many_tenants', `${values.length} tenants in one request; the limit is ${max} (\`max_count_tenants\`).`);
+  return [...new Set(values.map((value, i) => {
     try {
-      key = decodeQueryPart(rawKey);
-    } catch {
-      continue; // some other, malformed parameter: not ours to judge
-    }
-    if (key !== 'tenant') continue;
-    seen++;
-    const rawValue = eq === -1 ? '' : pair.slice(eq + 1);
-    try {
-      tenant = decodeQueryPart(rawValue);
+      return check(value);
     } catch (err) {
-      throw new AppError('bad_request', `The tenant parameter ${JSON.stringify(rawValue.slice(0, 80))} is not valid percent-encoding (UTF-8).`, { cause: err });
+      if (!(err instanceof AppError)) throw err;
+      throw new AppError(err.code, `The tenant parameter number ${i + 1}: ${err.message}`, { cause: err });
     }
-  }
-  if (seen === 0) throw new AppError('invalid_tenant', 'The tenant is invalid: the `tenant` query parameter is missing (GET /items/count?tenant=NAME).');
-  if (seen > 1) throw new AppError('invalid_tenant', 'The tenant is invalid: give the `tenant` query parameter once.');
-  return tenant!;
+  }))];
 }
 
 /** The tenant a matched count route names: its segment when the route has one, else its query. */

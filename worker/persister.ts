@@ -5,7 +5,7 @@ import type { Pending } from './pending.js';
 import { addIdMap, encodeIdMap, idCount, type IdMap } from './store/id-map.js';
 import type { Store } from './store/store.js';
 import type { Wal } from './wal.js';
-import type { WalAdopter } from './wal-adopter.js';
+import type { Adoption, WalAdopter } from './wal-adopter.js';
 
 /** What one persist round did. */
 export interface RoundResult {
@@ -35,6 +35,16 @@ export interface PersisterOptions {
    * same: each owner then receives the others' ids at once (see HANDOFF_GATHER_MS).
    */
   readonly phase: number;
+}
+
+/** Whether `map` has ids of any of `tenants` (walks the smaller of the two). */
+function holdsAny(map: IdMap, tenants: ReadonlySet<string>): boolean {
+  if (map.size <= tenants.size) {
+    for (const tenant of map.keys()) if (tenants.has(tenant)) return true;
+  } else {
+    for (const tenant of tenants) if (map.has(tenant)) return true;
+  }
+  return false;
 }
 
 /** Waits for `work` until `stopBy` (epoch ms) at the latest; true when it settled in time. */
@@ -93,10 +103,12 @@ export class Persister {
   #closing: Promise<RoundResult> | undefined;
   /** Ids taken from pending and not yet persisted: a lost log is rebuilt from these and pending. */
   readonly #inFlight = new Set<IdMap>();
-  /** Flushes under way, with the tenants each covers. */
-  readonly #flushes = new Map<Promise<Set<string>>, ReadonlySet<string>>();
+  /** Flushes under way, with the ids each took from pending and whether it waits until they are visible. */
+  readonly #flushes = new Map<Promise<Set<string>>, { readonly taken: IdMap; readonly visible: boolean }>();
   /** The persist step of the round under way, which may hold ids a flush is asked about. */
   #roundPersist: Promise<IdMap> | undefined;
+  /** The ids that round persists (they may go to other workers without waiting to be visible there). */
+  #roundTaken: IdMap | undefined;
   /** Re-logs not finished yet, and how many ever failed: a round deletes nothing while one of its window failed. */
   readonly #relogs = new Set<Promise<void>>();
   #relogFailures = 0;
@@ -197,40 +209,64 @@ export class Persister {
   }
 
   /**
-   * Persists these tenants' pending ids now. With `visible` (a strong read), resolves only
-   * once every worker counts every id this worker acknowledged for them before the call:
-   * it first waits for the round and the flushes under way that hold some of them, then
-   * hands what is pending to each tenant's owner — and asks the owner to make the tenant
-   * visible even when nothing is pending here, since a round may have handed the ids over
-   * already. Resolves with the tenants that could not be persisted.
+   * Persists these tenants' pending ids now; with `visible`, resolves once every worker
+   * counts them (including ids a round under way has taken). With `earlier` too, also
+   * waits for the flushes under way that took ids of these tenants (a strong read: those
+   * ids left pending before this call, so nothing else would make it wait for them). Only
+   * the coordinator's flushes set it: a flush another worker asks for (a hand-over) never
+   * waits for other flushes, so flushes on two workers can never wait for each other.
+   * Resolves with the tenants that could not be persisted.
    */
-  async flush(tenants: Iterable<string>, options: { visible: boolean }): Promise<Set<string>> {
+  async flush(tenants: Iterable<string>, options: { visible: boolean; earlier?: boolean }): Promise<Set<string>> {
     const wanted = new Set(tenants);
-    const round = this.#roundPersist;
-    let roundFailed: IdMap | undefined;
-    if (options.visible) {
-      const earlier = [...this.#flushes].filter(([, flushing]) => [...flushing].some((tenant) => wanted.has(tenant))).map(([work]) => work);
-      const settled = await Promise.allSettled([...earlier, ...(round === undefined ? [] : [round])]);
-      const last = settled.at(-1);
-      if (round !== undefined && last?.status === 'fulfilled') roundFailed = last.value as IdMap;
-    }
+    const earlier = options.earlier === true ? this.#flushesOf(wanted) : [];
     const taken = this.#pending.takeTenants(wanted);
-    if (options.visible) for (const tenant of wanted) if (!taken.has(tenant)) taken.set(tenant, []);
+    const round = this.#roundPersist;
     this.#inFlight.add(taken);
     const work = (async () => {
       const failed = await this.#store.persist(taken, { visible: options.visible, ...(this.#stopBy === undefined ? {} : { stopBy: this.#stopBy }) });
       this.#relog(failed);
       const result = new Set(failed.keys());
-      for (const tenant of roundFailed?.keys() ?? []) if (wanted.has(tenant)) result.add(tenant);
+      if (options.visible && round !== undefined) {
+        const roundFailed = await round.catch(() => new Map<string, string[]>());
+        for (const tenant of roundFailed.keys()) if (wanted.has(tenant)) result.add(tenant);
+      }
+      for (const flush of earlier) {
+        for (const tenant of await flush) if (wanted.has(tenant)) result.add(tenant);
+      }
       return result;
     })();
-    this.#flushes.set(work, wanted);
+    this.#flushes.set(work, { taken, visible: options.visible });
     try {
       return await work;
     } finally {
       this.#flushes.delete(work);
       this.#inFlight.delete(taken);
     }
+  }
+
+  /** The flushes under way that took ids of any of `tenants`. */
+  #flushesOf(tenants: ReadonlySet<string>): Promise<Set<string>>[] {
+    const found: Promise<Set<string>>[] = [];
+    for (const [flush, { taken }] of this.#flushes) {
+      if (holdsAny(taken, tenants)) found.push(flush);
+    }
+    return found;
+  }
+
+  /**
+   * Whether ids of these tenants are being persisted now without waiting until every
+   * worker counts them (a round, or a flush of ids handed over): they may reach another
+   * worker (their tenant's owner) only after a flush there, so a strong read that sees
+   * this asks every worker once more. Call it just before `flush(..., { earlier: true })`,
+   * which waits for exactly these.
+   */
+  handingOver(tenants: ReadonlySet<string>): boolean {
+    if (this.#roundTaken !== undefined && holdsAny(this.#roundTaken, tenants)) return true;
+    for (const { taken, visible } of this.#flushes.values()) {
+      if (!visible && holdsAny(taken, tenants)) return true;
+    }
+    return false;
   }
 
   /** Like flush, but requests of one turn of the event loop go out together (ids handed over by several workers at once). */
@@ -278,15 +314,25 @@ export class Persister {
     const snapshot = this.#pending.take();
     this.#inFlight.add(snapshot);
     try {
-      const adoptions = await this.#adopter.adopt();
-      for (const adoption of adoptions) addIdMap(snapshot, adoption.ids);
-      const persisting = this.#store.persist(snapshot, { stopBy });
+      // Known to flushes from the moment the ids leave pending (the adoption is awaited first).
+      const work = (async () => {
+        const adopted = await this.#adopter.adopt();
+        for (const adoption of adopted) addIdMap(snapshot, adoption.ids);
+        return { adopted, failed: await this.#store.persist(snapshot, { stopBy }) };
+      })();
+      const persisting = work.then((done) => done.failed);
+      persisting.catch(() => {}); // the round itself reports a failure
       this.#roundPersist = persisting;
+      this.#roundTaken = snapshot;
       let failed: IdMap;
+      let adoptions: Adoption[];
       try {
-        failed = await persisting;
+        ({ adopted: adoptions, failed } = await work);
       } finally {
-        if (this.#roundPersist === persisting) this.#roundPersist = undefined;
+        if (this.#roundPersist === persisting) {
+          this.#roundPersist = undefined;
+          this.#roundTaken = undefined;
+        }
       }
       this.#relog(failed);
       await Promise.allSettled(flushesBefore);

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import type { Config } from '../shared/config.js';
+import { consistencyOf } from '../shared/consistency.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
 import { createFrontDoor, describeRequest } from '../shared/http-server.js';
@@ -11,7 +12,7 @@ import { checkBatchContentType, readBody } from '../shared/request-body.js';
 import { sendError, sendJson } from '../shared/responses.js';
 import { RouteTable, type RouteMatch } from '../shared/routes.js';
 import { closeServer, createHttpServer, listen } from '../shared/server-lifecycle.js';
-import { tenantOf } from '../shared/tenant-param.js';
+import { tenantOf, tenantsFromQuery } from '../shared/tenant-param.js';
 import { describeError } from '../shared/describe-error.js';
 import type { Pending } from './pending.js';
 import type { Persister } from './persister.js';
@@ -53,6 +54,17 @@ const CLOSE_GRACE_MS = 5_000;
 const MAX_HANDOFF_BYTES = 64 * 1024 * 1024;
 /** Most tenants one flush request may name. */
 const MAX_FLUSH_TENANTS = 10_000;
+
+/**
+ * A worker answers what its store holds (`consistency=eventual`, the default). A strong
+ * read needs every worker of the cluster to persist first, which only the coordinator can
+ * ask of them all: a worker alone would answer a count that may miss other workers' ids.
+ */
+function eventualOnly(query: string): void {
+  if (consistencyOf(query) === 'strong') {
+    throw new AppError('invalid_consistency', 'A worker answers only `consistency=eventual`: a strong read goes through the coordinator, which has every worker persist the tenant first.');
+  }
+}
 
 /** Control calls need the secret the coordinator handed over IPC: 401 without it, 403 when wrong. */
 function checkSecret(req: http.IncomingMessage, secret: string): void {
@@ -100,18 +112,37 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
+  /** The store's count of a tenant; a store that cannot answer is a 503. */
+  async function countOf(tenant: string): Promise<number> {
+    try {
+      return await store.count(tenant);
+    } catch (err) {
+      throw new AppError('storage_unavailable', `The count of tenant ${JSON.stringify(tenant.slice(0, 80))} cannot be read (${describeError(err)}).`, { cause: err });
+    }
+  }
+
   async function count(res: http.ServerResponse, route: RouteMatch): Promise<void> {
     try {
       const tenant = checkTenant(tenantOf(route), config().max_tenant_length);
-      let n: number;
-      try {
-        n = await store.count(tenant);
-      } catch (err) {
-        throw new AppError('storage_unavailable', `The tenant's count cannot be read (${describeError(err)}).`, { cause: err });
-      }
-      sendJson(res, 200, { count: n });
+      eventualOnly(route.query);
+      sendJson(res, 200, { count: await countOf(tenant) });
     } catch (err) {
       sendError(res, err, log, 'GET count');
+    }
+  }
+
+  /** `GET /counts?tenant=a&tenant=b`: `{"counts": {"a": 1, "b": 2}}`. */
+  async function counts(res: http.ServerResponse, route: RouteMatch): Promise<void> {
+    try {
+      const current = config();
+      const tenants = tenantsFromQuery(route.query, current.max_count_tenants, (tenant) => checkTenant(tenant, current.max_tenant_length));
+      eventualOnly(route.query);
+      // No prototype: a tenant named `__proto__` is a key like any other.
+      const answer: Record<string, number> = Object.create(null) as Record<string, number>;
+      for (const tenant of tenants) answer[tenant] = await countOf(tenant);
+      sendJson(res, 200, { counts: answer });
+    } catch (err) {
+      sendError(res, err, log, 'GET /counts');
     }
   }
 
@@ -146,16 +177,20 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   async function flush(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       checkSecret(req, options.secret);
-      const value = parseJsonBody(await readBody(req, config().max_body_bytes)) as { tenants?: unknown } | null;
+      // Not max_body_bytes: a client's limit; this body names up to max_count_tenants tenants.
+      const value = parseJsonBody(await readBody(req, MAX_HANDOFF_BYTES)) as { tenants?: unknown } | null;
       const tenants = value?.tenants;
       if (!Array.isArray(tenants) || tenants.length > MAX_FLUSH_TENANTS || !tenants.every((t) => typeof t === 'string')) {
         throw new AppError('invalid_batch', `A flush names its tenants: {"tenants": [...]}, at most ${MAX_FLUSH_TENANTS}.`);
       }
-      const failed = await persister.flush(tenants as string[], { visible: true });
+      const wanted = new Set(tenants as string[]);
+      // Taken just before the flush, which waits for the same persists: see Persister.handingOver.
+      const handingOver = persister.handingOver(wanted);
+      const failed = await persister.flush(wanted, { visible: true, earlier: true });
       if (failed.size > 0) {
         throw new AppError('storage_unavailable', `${failed.size} tenant(s) could not be persisted now (see the worker's log); their ids are safe in its write-ahead log.`);
       }
-      sendJson(res, 200, { flushed: tenants.length });
+      sendJson(res, 200, { flushed: tenants.length, handingOver });
     } catch (err) {
       sendError(res, err, log, 'POST /internal/flush');
     }
@@ -195,6 +230,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       ingest: (req, res) => ingest(req, res),
       countByQuery: (_req, res, match) => count(res, match),
       countBySegment: (_req, res, match) => count(res, match),
+      counts: (_req, res, match) => counts(res, match),
       kill: (req, res) => kill(req, res),
       handoff: (req, res, match) => handoff(req, res, match),
       flush: (req, res) => flush(req, res),

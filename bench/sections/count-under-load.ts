@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cluster } from '../../test/helpers/cluster.js';
 import { startChild, type BenchChild } from '../child.js';
+import { checkIngest, checkProbe, ingestLoad, probe } from '../count-load.js';
 import { startBenchCluster } from '../cluster.js';
-import { runLoad } from '../load.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
 import { max, quantile } from '../stats.js';
-import { Workload } from '../workload.js';
 
 /**
  * (2) GET /items/{tenant}/count latency while the coordinator takes full ingest load
@@ -16,20 +15,6 @@ import { Workload } from '../workload.js';
  * 4 workers, durability fsync, worker_persist 5 (the default: persists happen during
  * the window).
  */
-interface ProbeResult {
-  readonly latencies: number[];
-  readonly failures: number;
-  readonly statuses: Record<string, number>;
-  readonly error?: string;
-}
-
-async function probe(child: BenchChild, url: string, profile: Profile, durationMs: number): Promise<ProbeResult> {
-  child.send({ type: 'start', url, tenants: profile.tenants, rate: profile.countRate, durationMs });
-  const result = await child.next<ProbeResult>('result', durationMs + 60_000);
-  if (result.error !== undefined) throw new Error(`count probe failed: ${result.error}`);
-  return result;
-}
-
 export async function countSection(ctx: Context, profile: Profile): Promise<SectionResult> {
   let cluster: Cluster | undefined;
   let child: BenchChild | undefined;
@@ -39,16 +24,7 @@ export async function countSection(ctx: Context, profile: Profile): Promise<Sect
     const idle = await probe(child, cluster.url, profile, Math.max(500, profile.countSec * 200));
     ctx.progress(`counts, no load: ${idle.latencies.length} answers, p50 ${quantile(idle.latencies, 0.5).toFixed(2)} ms, p99 ${quantile(idle.latencies, 0.99).toFixed(2)} ms`);
 
-    const workload = new Workload({ prefix: 'c-', tenants: profile.tenants, repeatRate: profile.repeatRate });
-    const loadSec = profile.countWarmupSec + profile.countSec + 0.5;
-    const load = runLoad({
-      url: cluster.url,
-      connections: profile.connections,
-      durationSec: loadSec,
-      warmupSec: 0,
-      body: () => workload.batch(100),
-      itemsPerRequest: 100,
-    });
+    const load = ingestLoad(cluster.url, profile, profile.countWarmupSec + profile.countSec + 0.5, 'c-');
     await sleep(profile.countWarmupSec * 1000);
     const loaded = await probe(child, cluster.url, profile, profile.countSec * 1000);
     const ingest = await load;
@@ -56,14 +32,8 @@ export async function countSection(ctx: Context, profile: Profile): Promise<Sect
     const p50 = quantile(loaded.latencies, 0.5);
     const p99 = quantile(loaded.latencies, 0.99);
     ctx.progress(`counts under load: ${loaded.latencies.length} answers, p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${max(loaded.latencies).toFixed(2)} ms; ingest meanwhile ${Math.round(ingest.itemsPerSec).toLocaleString('en-US')} items/s`);
-    const expected = profile.countRate * profile.countSec;
-    if (loaded.failures > 0 || loaded.latencies.length < expected * 0.9) {
-      ctx.problem(`count probe under load: ${loaded.latencies.length} answers of ~${expected} sent, ${loaded.failures} failed (${JSON.stringify(loaded.statuses)})`);
-    }
-    const failed = ingest.errors + ingest.non2xx;
-    if (ingest.requests === 0 || failed / (failed + ingest.requests) > 0.01) {
-      ctx.problem(`ingest load during the count probe: ${failed} of ${failed + ingest.requests} requests failed (${JSON.stringify(ingest.statusCodes)})`);
-    }
+    checkProbe(ctx, 'count probe under load', loaded, profile.countRate * profile.countSec);
+    checkIngest(ctx, 'the count probe', ingest);
 
     const section = `2. GET /items/{tenant}/count under full ingest load (${profile.countRate} counts/s)`;
     const rows: Row[] = [

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cluster } from './cluster.js';
 
 /** One item of a batch. */
@@ -81,12 +80,12 @@ export class Ledger {
   }
 }
 
-/** Clients posting random batches of fresh ids over `tenants` until `until` (epoch ms), each waiting for its answer. */
-export async function postUntil(cluster: Cluster, ledger: Ledger, options: { clients: number; until: number; tenants: readonly string[]; prefix: string; batch?: number }): Promise<void> {
+/** Clients posting random batches of fresh ids over `tenants` until `until` (epoch ms) or `stop()` says so, each waiting for its answer. */
+export async function postUntil(cluster: Cluster, ledger: Ledger, options: { clients: number; until: number; tenants: readonly string[]; prefix: string; batch?: number; stop?: () => boolean }): Promise<void> {
   const size = options.batch ?? 20;
   let next = 0;
   const client = async (): Promise<void> => {
-    while (Date.now() < options.until) {
+    while (Date.now() < options.until && options.stop?.() !== true) {
       const batch = Array.from({ length: size }, () => {
         const n = next++;
         return { id: `${options.prefix}-${n}`, tenant: options.tenants[n % options.tenants.length]! };
@@ -97,20 +96,3 @@ export async function postUntil(cluster: Cluster, ledger: Ledger, options: { cli
   await Promise.all(Array.from({ length: options.clients }, client));
 }
 
-/** SIGKILLs a random live worker every 1–2 s (`next` draws in [0, 1)) until a second before `until`; returns how many. */
-export async function sigkillWorkersUntil(cluster: Cluster, until: number, next: () => number): Promise<number> {
-  let kills = 0;
-  while (Date.now() < until - 1000) {
-    await sleep(1000 + next() * 1000);
-    const up = (await cluster.status()).workers.filter((w) => w.state === 'up' && w.pid !== null);
-    const victim = up[Math.floor(next() * up.length)];
-    if (victim === undefined) continue;
-    try {
-      process.kill(victim.pid!, 'SIGKILL');
-      kills++;
-    } catch {
-      // Already gone.
-    }
-  }
-  return kills;
-}

@@ -48,3 +48,15 @@ function cells(line: string): string[] {
 function sameCells(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((cell, i) => cell === b[i]);
 }
+
+/**
+ * The number the README states where `pattern` matches (its first group), so a test
+ * asserts exactly the figure the README promises. Throws when the README no longer says it.
+ */
+export function readmeFigure(pattern: RegExp): number {
+  const text = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8').replace(/\s+/g, ' ');
+  const match = pattern.exec(text);
+  const value = Number(match?.[1]);
+  if (match === null || !Number.isFinite(value)) throw new Error(`README.md no longer states the figure ${pattern}`);
+  return value;
+}

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, expect, it } from 'vitest';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
-import { sigkillWorkersUntil } from '../helpers/ledger.js';
+import { killWorkersUntil } from '../helpers/killer.js';
 import { seededRandom } from '../helpers/random.js';
 
 afterEach(stopAllClusters);
@@ -69,10 +69,10 @@ it('loses and over-counts nothing while workers are SIGKILLed and the config cha
   const allWorkers = [...cluster.workerUrls];
   const ledger: Ledger = { acked: new Map(), sent: new Map(), batches: { ok: 0, failed: 0 } };
   const until = Date.now() + LOAD_SECONDS * 1000;
+  let kills = 0;
   let configEdits = 0;
 
-  let kills = 0;
-  const killer = sigkillWorkersUntil(cluster, until, next).then((n) => {
+  const killer = killWorkersUntil(cluster, { stopBy: until - 1000, next }).then((n) => {
     kills = n;
   });
   const editor = (async () => {

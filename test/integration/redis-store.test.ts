@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tenantKey } from '../../worker/store/redis.js';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
-import { Ledger, postUntil, sigkillWorkersUntil } from '../helpers/ledger.js';
+import { killWorkersUntil } from '../helpers/killer.js';
+import { Ledger, postUntil } from '../helpers/ledger.js';
 import { seededRandom } from '../helpers/random.js';
 import { redisCount, redisUnavailable, startRedis, startRedisCluster, stopAllRedis } from '../helpers/redis.js';
 import { generous, reportTiming } from '../helpers/slow-machine.js';
@@ -166,7 +167,7 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
     const until = Date.now() + seconds * 1000;
     let redisRestarts = 0;
     const [kills] = await Promise.all([
-      sigkillWorkersUntil(cluster, until, next),
+      killWorkersUntil(cluster, { stopBy: until - 1000, next }),
       postUntil(cluster, ledger, { clients: 6, until, tenants, prefix: 'chaos' }),
       (async () => {
         await sleep(seconds * 250);
@@ -251,7 +252,7 @@ describe.skipIf(unavailable !== undefined)('a cluster on a 3-master Redis Cluste
     const ledger = new Ledger();
     const tenants = Array.from({ length: 60 }, (_, i) => `spread-${i}`);
     const until = Date.now() + 10_000;
-    const [kills] = await Promise.all([sigkillWorkersUntil(cluster, until, next), postUntil(cluster, ledger, { clients: 4, until, tenants, prefix: 'rc' })]);
+    const [kills] = await Promise.all([killWorkersUntil(cluster, { stopBy: until - 1000, next }), postUntil(cluster, ledger, { clients: 4, until, tenants, prefix: 'rc' })]);
     const result = await settle(cluster, ledger, 30_000);
     const perNode = await redisCluster.keysPerNode();
     console.log(`redis cluster chaos (seed ${seed}): ${ledger.summary()}; lost ${result.lost}; over-counted ${result.overCounted}; ${kills} SIGKILLs; keys per master ${perNode.join(', ')}`);

@@ -52,6 +52,8 @@ const DEFAULTS: Config = {
   store: { kind: 'files' },
   secret_file: null,
   secret_env: null,
+  max_count_tenants: 1000,
+  count_floor_tenants: 100_000,
 };
 
 describe('defaults', () => {

@@ -1,13 +1,16 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Coalescer } from '../../coordinator/coalescer.js';
+import { CountFloors } from '../../coordinator/count-floors.js';
 import { FORWARDED_BY_HEADER } from '../../coordinator/forwarded-by.js';
 import { Forwarder, type ForwardRequest, type ForwardResponse } from '../../coordinator/forwarder.js';
+import { ReadPath } from '../../coordinator/read-path.js';
 import { createCoordinatorServer, VALIDATE_BELOW_BYTES, type CoordinatorServer } from '../../coordinator/server.js';
 import { validateConfig, type Config } from '../../shared/config.js';
 import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from '../../shared/server-lifecycle.js';
 import { freePorts } from '../helpers/ports.js';
 import { CaptureLog } from '../helpers/capture-log.js';
+import { exchange } from '../helpers/raw-http.js';
 
 const servers: CoordinatorServer[] = [];
 const closers: Array<() => Promise<void>> = [];
@@ -20,6 +23,11 @@ afterEach(async () => {
 async function post(port: number, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   const response = await fetch(`http://127.0.0.1:${port}/items`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers }, signal: AbortSignal.timeout(20_000) });
   return { status: response.status, body: JSON.parse(await response.text()) };
+}
+
+/** Counts through `forwarder`, with no strong reads (no workers to flush here). */
+function readsVia(forwarder: Pick<Forwarder, 'forward'>): ReadPath {
+  return new ReadPath({ forwarder, strong: { prepare: async () => {} }, floors: new CountFloors(100) });
 }
 
 function batchOfBytes(size: number, badAt?: number): string {
@@ -43,7 +51,7 @@ describe('the coordinator server', () => {
     const forwarder = new Forwarder({ log, config, liveWorkers: () => config.workers, markSuspect: () => {}, instanceId: 'self-1' });
     closers.push(() => forwarder.close());
     const coalescer = new Coalescer({ forwarder, config });
-    const server = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => [], instanceId: 'self-1' });
+    const server = createCoordinatorServer({ config, log, reads: readsVia(forwarder), coalescer, status: () => [], instanceId: 'self-1' });
     servers.push(server);
     let requests = 0;
     server.server.on('request', () => requests++);
@@ -68,7 +76,7 @@ describe('the coordinator server', () => {
     const config = validateConfig({ port, workers: 0 }, '/tmp');
     const calls: ForwardRequest[] = [];
     const fake = { forward: async (request: ForwardRequest): Promise<ForwardResponse> => { calls.push(request); return { status: 200, body: Buffer.from('{"count":0}'), worker: 'w' }; } };
-    const server = createCoordinatorServer({ config, log: new CaptureLog(), forwarder: fake, coalescer: { submit: async () => ({ status: 200, body: Buffer.from('{"accepted":1}'), worker: 'w' }) }, status: () => [], instanceId: 'me' });
+    const server = createCoordinatorServer({ config, log: new CaptureLog(), reads: readsVia(fake), coalescer: { submit: async () => ({ status: 200, body: Buffer.from('{"accepted":1}'), worker: 'w' }) }, status: () => [], instanceId: 'me' });
     servers.push(server);
     await server.listen(port!, '127.0.0.1');
     const answer = await fetch(`http://127.0.0.1:${port}/items/count?tenant=t`, { headers: { [FORWARDED_BY_HEADER]: 'another-coordinator' } });
@@ -90,7 +98,7 @@ describe('the coordinator server', () => {
       },
     };
     const log = new CaptureLog();
-    const server = createCoordinatorServer({ config, log, forwarder: { forward: async () => { throw new Error('not used'); } }, coalescer, status: () => [] });
+    const server = createCoordinatorServer({ config, log, reads: readsVia({ forward: async () => { throw new Error('not used'); } }), coalescer, status: () => [] });
     servers.push(server);
     await server.listen(port!, '127.0.0.1');
 
@@ -114,8 +122,32 @@ describe('the coordinator server', () => {
     expect(log.lines.some((line) => line.startsWith('WARN [w0rk3r1d]') && line.includes('worker-9') && line.includes('invalid_item'))).toBe(true);
   });
 
+  it('pipelined counts on one connection never go down: each is raised to the floor when it goes out, not when its worker answered', async () => {
+    const [port] = await freePorts(1);
+    const config = validateConfig({ port, workers: 0 }, '/tmp');
+    // The first request's worker answers late with 9; the second's at once with 5 (it read the store earlier).
+    const answers = [{ count: 9, delayMs: 150 }, { count: 5, delayMs: 0 }, { count: 7, delayMs: 0 }];
+    const paths: string[] = [];
+    const forwarder = {
+      forward: async (request: ForwardRequest): Promise<ForwardResponse> => {
+        paths.push(request.path);
+        const { count, delayMs } = answers[paths.length - 1]!;
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        return { status: 200, body: Buffer.from(request.path.startsWith('/counts') ? `{"counts":{"t":${count}}}` : `{"count":${count}}`), worker: 'w' };
+      },
+    };
+    const server = createCoordinatorServer({ config, log: new CaptureLog(), reads: readsVia(forwarder), coalescer: { submit: async () => { throw new Error('not used'); } }, status: () => [] });
+    servers.push(server);
+    await server.listen(port!, '127.0.0.1');
+    const request = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const { responses } = await exchange(port!, request('/items/t/count') + request('/items/count?tenant=t&consistency=eventual') + request('/counts?tenant=t&consistency=eventual'), { halfClose: true });
+    expect(responses.map((response) => JSON.parse(response.body))).toEqual([{ count: 9 }, { count: 9 }, { counts: { t: 9 } }]);
+    // The worker was asked without `consistency` (the coordinator handled it) and with the tenant as the client named it.
+    expect(paths).toEqual(['/items/count?tenant=t', '/items/count?tenant=t', '/counts?tenant=t']);
+  });
+
   it('runs on an http.Server with our timeouts, answering a half-closed request', () => {
-    const server = createCoordinatorServer({ config: validateConfig({ workers: 0 }, '/tmp'), log: new CaptureLog(), forwarder: { forward: async () => { throw new Error('x'); } }, coalescer: { submit: async () => { throw new Error('x'); } }, status: () => [] });
+    const server = createCoordinatorServer({ config: validateConfig({ workers: 0 }, '/tmp'), log: new CaptureLog(), reads: readsVia({ forward: async () => { throw new Error('x'); } }), coalescer: { submit: async () => { throw new Error('x'); } }, status: () => [] });
     const raw = server.server as http.Server & { httpAllowHalfOpen?: boolean };
     expect(raw.keepAliveTimeout).toBe(KEEP_ALIVE_TIMEOUT_MS);
     expect(raw.headersTimeout).toBe(HEADERS_TIMEOUT_MS);

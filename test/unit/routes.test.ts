@@ -58,7 +58,15 @@ describe('RouteTable.match', () => {
     expect(worker.entries().map(([name]) => name).sort()).toEqual(Object.keys(ROUTES).sort());
   });
 
-  it('the hot routes are exactly the item routes (the others go through express)', () => {
-    expect(Object.entries(ROUTES).filter(([, spec]) => spec.lane === 'hot').map(([name]) => name).sort()).toEqual(['countByQuery', 'countBySegment', 'ingest']);
+  it('the hot routes are exactly the item and count routes (the others go through express)', () => {
+    expect(Object.entries(ROUTES).filter(([, spec]) => spec.lane === 'hot').map(([name]) => name).sort()).toEqual(['countByQuery', 'countBySegment', 'counts', 'ingest']);
+  });
+
+  it('GET /counts is a route on both servers, its query kept whole', () => {
+    for (const table of [coordinator, worker]) {
+      expect(table.match('GET', '/counts?tenant=a&tenant=b')).toMatchObject({ kind: 'route', name: 'counts', query: 'tenant=a&tenant=b' });
+      expect(table.match('HEAD', '/Counts/?tenant=a')).toMatchObject({ kind: 'route', name: 'counts' });
+      expect(table.match('POST', '/counts')).toMatchObject({ kind: 'method-not-allowed', allow: 'GET, HEAD' });
+    }
   });
 });

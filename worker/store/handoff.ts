@@ -29,7 +29,7 @@ export class HandoffClient {
   }
 
   async send(url: string, map: IdMap, options: { visible: boolean; timeoutMs: number }): Promise<HandoffAnswer> {
-    const chunks = encodeIdMap(map, HANDOFF_CHUNK_BYTES, { keepEmpty: options.visible });
+    const chunks = encodeIdMap(map, HANDOFF_CHUNK_BYTES);
     const failed: string[] = [];
     let next = 0;
     const lane = async (): Promise<void> => {

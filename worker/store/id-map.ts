@@ -23,9 +23,9 @@ export function idCount(map: IdMap): number {
 /**
  * The map as JSON objects of at most about `maxBytes` each (a tenant with more ids is
  * split across objects), so no request or log line gets too big. Tenants without ids
- * are left out unless `keepEmpty`.
+ * are left out.
  */
-export function encodeIdMap(map: IdMap, maxBytes = Number.POSITIVE_INFINITY, options: { keepEmpty?: boolean } = {}): string[] {
+export function encodeIdMap(map: IdMap, maxBytes = Number.POSITIVE_INFINITY): string[] {
   const chunks: string[] = [];
   let parts: string[] = [];
   let bytes = 2;
@@ -36,16 +36,7 @@ export function encodeIdMap(map: IdMap, maxBytes = Number.POSITIVE_INFINITY, opt
     bytes = 2;
   };
   for (const [tenant, ids] of map) {
-    if (ids.length === 0) {
-      // A tenant named with no ids: a strong read asking its owner to make it visible.
-      if (options.keepEmpty === true) {
-        const part = `${JSON.stringify(tenant)}:[]`;
-        if (parts.length > 0 && bytes + part.length + 1 > maxBytes) flush();
-        parts.push(part);
-        bytes += part.length + 1;
-      }
-      continue;
-    }
+    if (ids.length === 0) continue;
     const key = JSON.stringify(tenant);
     let from = 0;
     while (from < ids.length) {
