@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorReply, createClient, createCluster, type RedisClientType, type RedisClusterType } from '@redis/client';
 import type { Durability, StoreSpec } from '../../shared/config.js';
 import type { Logger } from '../../shared/log.js';
@@ -19,6 +20,8 @@ const RECONNECT_FIRST_MS = 50;
 const RECONNECT_MAX_MS = 2000;
 /** A connection attempt gives up after this long (then the backoff applies). */
 const CONNECT_TIMEOUT_MS = 2000;
+/** How long a count waits for a worker's very first connection to Redis before answering 503. */
+const FIRST_CONNECTION_WAIT_MS = 3000;
 
 /** Redis could not be reached or did not answer: nothing about the data, only about the moment. */
 export class StoreUnavailableError extends Error {
@@ -97,6 +100,13 @@ export class RedisStore implements Store {
   #closed = false;
   readonly #stats = { persistedIds: 0, persists: 0, failedPersists: 0, counts: 0, failedCounts: 0 };
 
+  /** Whether a connection was ever made, and a promise of the first one. */
+  #everReady = false;
+  #settleFirstReady!: () => void;
+  readonly #firstReady = new Promise<void>((resolve) => {
+    this.#settleFirstReady = resolve;
+  });
+
   constructor(options: RedisStoreOptions) {
     this.#options = options;
     this.#log = options.log;
@@ -160,6 +170,8 @@ export class RedisStore implements Store {
 
   #ready(): void {
     if (this.#closed) return;
+    this.#everReady = true;
+    this.#settleFirstReady();
     const wasOut = this.#outage !== undefined;
     this.#reachable = true;
     this.#outage = undefined;
@@ -262,6 +274,9 @@ export class RedisStore implements Store {
 
   async count(tenant: string): Promise<number> {
     this.#stats.counts++;
+    // Just started, not connected yet: a count waits a moment for the first connection
+    // rather than answering 503 from a cluster that is merely starting.
+    if (!this.#isOpen() && !this.#everReady) await Promise.race([this.#firstReady, sleep(FIRST_CONNECTION_WAIT_MS)]);
     if (!this.#isOpen()) {
       this.#stats.failedCounts++;
       throw new StoreUnavailableError(`${this.#where} is unreachable${this.#outage === undefined ? '' : ` (${this.#outage})`}`);
