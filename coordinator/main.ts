@@ -50,7 +50,8 @@ function parseArgs(argv: readonly string[]): { configFile: string } {
 }
 
 async function main(): Promise<void> {
-  const log = new Logger('coordinator');
+  // Held until the log file is known, so the config's own warnings land in coordinator.log too.
+  const log = new Logger('coordinator', undefined, { holdUntilFile: true });
   const { configFile } = parseArgs(process.argv.slice(2));
   let text: string;
   try {
@@ -60,6 +61,7 @@ async function main(): Promise<void> {
     throw new ConfigError(`cannot read the config file ${configFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, undefined, { cause: err });
   }
   let config: Config = await parseConfigText(text, path.dirname(configFile), (message) => log.warn(message));
+  log.setLevel(config.log_level);
   // One cluster per database, decided before anything in it is touched (see ProcessLock).
   let clusterLock: ProcessLock;
   try {
@@ -105,6 +107,7 @@ async function main(): Promise<void> {
   const watcher = new ConfigWatcher({ file: configFile, log, initial: config, initialText: text });
   watcher.on('config', (next: Config) => {
     config = next;
+    log.setLevel(next.log_level);
     forwarder.setConfig(next);
     coalescer.setConfig(next);
     http.setConfig(next);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { LOG_LEVELS, type LogLevel } from './log-level.js';
 import { defaultMaxConnections } from './open-file-limit.js';
 import { reachesListener } from './own-address.js';
 
@@ -62,6 +63,8 @@ export interface Config {
   readonly coalesce: boolean;
   /** Most client connections the coordinator holds at once. @default half the open-file limit (`ulimit -n`) */
   readonly max_connections: number;
+  /** Least severe log lines written (coordinator and workers). @default 'info' */
+  readonly log_level: LogLevel;
 }
 
 /** A config that does not parse or validate; `key` names the culprit when there is one. */
@@ -82,7 +85,7 @@ export const CONFIG_KEYS: ReadonlySet<string> = new Set([
   'port', 'host', 'workers', 'database', 'worker_logs', 'worker_persist', 'config_check',
   'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
   'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
-  'max_tenant_length', 'coalesce', 'max_connections',
+  'max_tenant_length', 'coalesce', 'max_connections', 'log_level',
 ]);
 
 function show(value: unknown): string {
@@ -197,6 +200,8 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
   if (workerHost !== null && (typeof workerHost !== 'string' || workerHost.trim() === '')) {
     throw expected('worker_host', 'an address such as 127.0.0.1 or 0.0.0.0', workerHost);
   }
+  const logLevel = r.log_level ?? 'info';
+  if (!(LOG_LEVELS as readonly unknown[]).includes(logLevel)) throw expected('log_level', `one of ${LOG_LEVELS.map((level) => `'${level}'`).join(', ')}`, logLevel);
   const host = stringKey(r, 'host', '127.0.0.1');
   const forwardTimeout = numberKey(r, 'forward_timeout', 5, 0);
   const forwardDeadline = numberKey(r, 'forward_deadline', 15, 0);
@@ -225,6 +230,7 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
     max_tenant_length: numberKey(r, 'max_tenant_length', 256, 1, 4096, true),
     coalesce,
     max_connections: numberKey(r, 'max_connections', defaultMaxConnections(), 1, 10_000_000, true),
+    log_level: logLevel as LogLevel,
   };
 }
 

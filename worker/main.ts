@@ -90,7 +90,7 @@ async function main(): Promise<void> {
   const init = await waitForInit();
   let config: Config = init.config;
   const { workerId, secret } = init;
-  log = new Logger(workerId);
+  log = new Logger(workerId, undefined, { level: config.log_level });
   const spec = config.workers.find((worker) => worker.id === workerId);
   if (spec === undefined) throw new Error(`${workerId} is not in the config it was given`);
   const database = config.database;
@@ -225,6 +225,7 @@ async function main(): Promise<void> {
       if (message.members.some((member) => member.id === workerId)) persistRecovered();
     } else if (message.type === 'config') {
       config = { ...message.config, database: config.database };
+      log.setLevel(config.log_level);
       rounds.setInterval(config.worker_persist * 1000);
       store.setStaleMs(config.lock_stale * 1000);
       wal.setDurability(config.durability);
