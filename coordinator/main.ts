@@ -5,12 +5,14 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, type Config } from '../shared/config.js';
 import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { Logger } from '../shared/log.js';
+import { startProcessMetrics } from '../shared/metrics.js';
 import { LockHeldError, ProcessLock, canonicalPath } from '../shared/process-lock.js';
 import { Coalescer } from './coalescer.js';
 import { parseConfigText, readConfigFile } from './config-file.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { capConnections } from './connection-cap.js';
 import { Forwarder } from './forwarder.js';
+import { watchCluster, watchCoalescer } from './ops/metrics.js';
 import { createCoordinatorServer } from './server.js';
 import { Supervisor } from './supervisor.js';
 
@@ -90,7 +92,11 @@ async function main(): Promise<void> {
     markSuspect: (url) => supervisor.markSuspect(url),
   });
   const coalescer = new Coalescer({ forwarder, config });
-  const http = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => supervisor.status() });
+  const watcher = new ConfigWatcher({ file: configFile, log, initial: config, initialText: text });
+  startProcessMetrics();
+  watchCoalescer(() => coalescer.queued);
+  watchCluster(() => supervisor.status(), () => watcher.problem !== undefined);
+  const http = createCoordinatorServer({ config, log, forwarder, coalescer, status: () => supervisor.status(), configFile, configProblem: () => watcher.problem });
   try {
     await http.listen(config.port, config.host);
   } catch (err) {
@@ -104,7 +110,6 @@ async function main(): Promise<void> {
   log.info(`coordinator listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`);
   const cap = capConnections(http.server, config.max_connections, log);
 
-  const watcher = new ConfigWatcher({ file: configFile, log, initial: config, initialText: text });
   watcher.on('config', (next: Config) => {
     config = next;
     log.setLevel(next.log_level);

@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   no_worker_available: { status: 503, message: 'No worker could take the request; nothing was stored. Try again shortly.' },
   storage_unavailable: { status: 503, message: 'The worker could not write the batch to disk; nothing was acknowledged. Try again shortly.' },
   shutting_down: { status: 503, message: 'The server is shutting down.' },
+  not_ready: { status: 503, message: 'The server cannot serve requests now.' },
   outcome_unknown: { status: 504, message: 'A worker may have taken the batch but did not answer in time: it may or may not be stored. Retrying is safe (an item sent twice counts once).' },
   forwarding_loop: { status: 508, message: 'The request was forwarded to a coordinator instead of a worker: a `workers` entry of the config points at a coordinator.' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -5,14 +5,17 @@ import type { Config } from '../shared/config.js';
 import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { isCoordinatorMessage, type CoordinatorMessage, type WorkerMessage } from '../shared/ipc.js';
 import { Logger } from '../shared/log.js';
+import { startProcessMetrics } from '../shared/metrics.js';
 import { LockHeldError, ProcessLock } from '../shared/process-lock.js';
 import { describeDiskError } from './disk-error.js';
+import { watchWorkerState } from './metrics.js';
 import { Pending } from './pending.js';
 import { Persister } from './persister.js';
 import { createWorkerServer, type WorkerServer } from './server.js';
 import { FileStore } from './store/files.js';
 import { WalAdopter, walLockName } from './wal-adopter.js';
 import { replaySegments } from './wal-records.js';
+import { walFolderBytes } from './wal-size.js';
 import { Wal, dropSegments, listSegments } from './wal.js';
 
 /**
@@ -91,6 +94,7 @@ async function main(): Promise<void> {
   let config: Config = init.config;
   const { workerId, secret } = init;
   log = new Logger(workerId, undefined, { level: config.log_level });
+  startProcessMetrics(workerId);
   const spec = config.workers.find((worker) => worker.id === workerId);
   if (spec === undefined) throw new Error(`${workerId} is not in the config it was given`);
   const database = config.database;
@@ -126,6 +130,7 @@ async function main(): Promise<void> {
   const adopter = new WalAdopter({ database, walRoot, selfId: workerId, log });
   persister = new Persister({ wal, pending, store, adopter, log, intervalMs: config.worker_persist * 1000, phase: 0 });
   const rounds = persister;
+  watchWorkerState({ pendingIds: () => pending.ids, walBytes: () => walFolderBytes(walFolder), lastPersistAt: () => rounds.lastRound?.at });
 
   let server: WorkerServer | undefined;
   let stopping: Promise<{ persisted: boolean; pending: number }> | undefined;
@@ -186,6 +191,7 @@ async function main(): Promise<void> {
       pendingTenants: pending.tenants,
       persisting: rounds.inFlightIds(),
       wal: wal.status(),
+      walBytes: walFolderBytes(walFolder),
       lastPersist: rounds.lastRound,
       store: store.status(),
     }),
