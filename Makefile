@@ -44,4 +44,4 @@ openapi: build
 	$(NODE) --input-type=module -e "import fs from 'node:fs'; import { openApiText } from './dist/shared/openapi.js'; for (const role of ['coordinator', 'worker']) fs.writeFileSync('openapi/' + role + '.json', openApiText(role));"
 
 clean:
-	rm -rf dist db logs bench-results
+	rm -rf dist db logs bench-results test-results
