@@ -7,6 +7,9 @@ import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { Logger } from '../shared/log.js';
 import { startProcessMetrics } from '../shared/metrics.js';
 import { LockHeldError, ProcessLock, canonicalPath } from '../shared/process-lock.js';
+import { runClientCommand } from './cli/client-commands.js';
+import { parseCommandLine, type Command } from './cli/command-line.js';
+import { EXIT, UsageError } from './cli/usage-error.js';
 import { Coalescer } from './coalescer.js';
 import { parseConfigText, readConfigFile } from './config-file.js';
 import { ConfigWatcher } from './config-watcher.js';
@@ -17,44 +20,18 @@ import { createCoordinatorServer } from './server.js';
 import { Supervisor } from './supervisor.js';
 
 /**
- * `countapp [--config PATH]`: runs a cluster in the foreground. SIGINT or SIGTERM stops
- * it gracefully (every worker persists and exits); a second signal forces the exit.
+ * `countapp`: with no command (or `run`) it runs a cluster in the foreground — SIGINT or
+ * SIGTERM stops it gracefully (every worker persists and exits); a second signal forces
+ * the exit. The other commands (status, count, post, worker, --help, --version) are in
+ * cli/; see cli/usage.ts.
  */
 
 /** The process lock a coordinator holds on its database for its whole life. */
 const CLUSTER_LOCK = 'cluster';
 
-const USAGE = `Usage: countapp [--config PATH]
-
-Runs a CountApp cluster: this coordinator on the config's port and one worker process
-per local worker URL. The config file is watched; edits take effect while it runs.
-  --config PATH   the config file (default: ./config.yaml)
-  --help          this text`;
-
-function parseArgs(argv: readonly string[]): { configFile: string } {
-  let configFile = 'config.yaml';
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    } else if (arg === '--config' || arg === '-c') {
-      const value = argv[++i];
-      if (value === undefined) throw new ConfigError('--config needs a file path');
-      configFile = value;
-    } else if (arg.startsWith('--config=')) {
-      configFile = arg.slice('--config='.length);
-    } else {
-      throw new ConfigError(`unknown argument ${JSON.stringify(arg)}\n\n${USAGE}`);
-    }
-  }
-  return { configFile: path.resolve(configFile) };
-}
-
-async function main(): Promise<void> {
+async function main(configFile: string): Promise<void> {
   // Held until the log file is known, so the config's own warnings land in coordinator.log too.
   const log = new Logger('coordinator', undefined, { holdUntilFile: true });
-  const { configFile } = parseArgs(process.argv.slice(2));
   let text: string;
   try {
     text = await readConfigFile(configFile);
@@ -157,12 +134,28 @@ async function main(): Promise<void> {
   log.info('cluster ready');
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`countapp: ${err.message}\n`);
-  } else {
-    // A bug, not a user mistake: the stack helps whoever reports it.
-    process.stderr.write(`countapp: cannot start: ${err instanceof Error ? err.stack : String(err)}\n`);
-  }
-  process.exit(1);
+function run(configFile: string): void {
+  main(configFile).catch((err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`countapp: ${err.message}\n`);
+    } else {
+      // A bug, not a user mistake: the stack helps whoever reports it.
+      process.stderr.write(`countapp: cannot start: ${err instanceof Error ? err.stack : String(err)}\n`);
+    }
+    process.exit(1);
+  });
+}
+
+let command: Command;
+try {
+  command = parseCommandLine(process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`countapp: ${err.message} (countapp --help says how)\n`);
+  process.exit(EXIT.usage);
+}
+if (command.kind === 'run') run(command.configFile);
+else runClientCommand(command).then((code) => { process.exitCode = code; }, (err: unknown) => {
+  process.stderr.write(`countapp: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = EXIT.failed;
 });
