@@ -130,7 +130,14 @@ describe('GET /metrics', () => {
     const items = Array.from({ length: 25 }, (_, i) => ({ id: `id-${i}`, tenant: i % 2 === 0 ? secretTenant : `other-${i}` }));
     for (let i = 0; i < 4; i++) expect((await cluster.post(items)).status).toBe(200);
     expect((await cluster.request(`/items/count?tenant=${secretTenant}`)).status).toBe(200);
-    await waitFor(async () => sum(samples((await get(cluster, '/metrics')).text, 'countapp_worker_persist_ids_total')) >= 100, 15_000, 'the workers persisting the items');
+    let last = '';
+    await waitFor(async () => {
+      const scrape = (await get(cluster, '/metrics')).text;
+      last = ['countapp_worker_metrics_scraped', 'countapp_worker_persist_ids_total', 'countapp_worker_items_new_total', 'countapp_worker_pending_ids'].map((name) => `${name} ${JSON.stringify(samples(scrape, name))}`).join('\n');
+      return sum(samples(scrape, 'countapp_worker_persist_ids_total')) >= 100 && sum(samples(scrape, 'countapp_worker_items_new_total')) === 25;
+    }, 30_000, 'the workers persisting the items').catch((err: Error) => {
+      throw new Error(`${err.message}; last scrape:\n${last}`);
+    });
 
     const res = await fetch(`${cluster.url}/metrics`);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
