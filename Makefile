@@ -2,7 +2,7 @@
 CONFIG ?= config.yaml
 NODE   ?= node
 
-.PHONY: all run build install typecheck tests test bench bench-short clean
+.PHONY: all run build install typecheck tests test bench bench-short openapi clean
 
 all: run
 
@@ -39,5 +39,9 @@ bench: build
 bench-short: build
 	$(NODE) dist/bench/main.js --short
 
+# openapi/*.json are the servers' OpenAPI documents as the code builds them (a test checks they are current).
+openapi: build
+	$(NODE) --input-type=module -e "import fs from 'node:fs'; import { openApiText } from './dist/shared/openapi.js'; for (const role of ['coordinator', 'worker']) fs.writeFileSync('openapi/' + role + '.json', openApiText(role));"
+
 clean:
-	rm -rf dist db logs bench-results
+	rm -rf dist db logs bench-results test-results

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { startCluster } from '/work/wt-store/dist/test/helpers/cluster.js';
+import { startCluster } from '/work/main/dist/test/helpers/cluster.js';
 import { Pool } from 'undici';
 const N = Number(process.argv[2] ?? 4);
 const cluster = await startCluster({ workers: N, fastTimings: false, config: { worker_persist: 1, config_check: 1, durability: process.argv[3] ?? 'fsync' } });

@@ -10,7 +10,17 @@ export interface PersistLine {
   readonly line: string;
 }
 
-const PERSISTED = /^(\S+) INFO \S+ persisted (\d+) id\(s\) of (\d+) tenant\(s\) in ([\d.]+) ms/;
+const PERSISTED = /^persisted (\d+) id\(s\) of (\d+) tenant\(s\) in ([\d.]+) ms/;
+
+/** A log line's time and message (the log is JSON lines), or undefined for anything else. */
+function parseLine(line: string): { time: string; msg: string } | undefined {
+  try {
+    const record = JSON.parse(line) as { time?: unknown; msg?: unknown };
+    return typeof record.time === 'string' && typeof record.msg === 'string' ? { time: record.time, msg: record.msg } : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The byte size of the log now: read only what comes after it later. */
 export function logSize(file: string): number {
@@ -39,8 +49,9 @@ export function persistLinesAfter(file: string, offset: number): PersistLine[] {
   }
   const lines: PersistLine[] = [];
   for (const line of text.split('\n')) {
-    const match = PERSISTED.exec(line);
-    if (match !== null) lines.push({ at: Date.parse(match[1]!), ids: Number(match[2]), tenants: Number(match[3]), ms: Number(match[4]), line });
+    const record = parseLine(line);
+    const match = record === undefined ? null : PERSISTED.exec(record.msg);
+    if (match !== null) lines.push({ at: Date.parse(record!.time), ids: Number(match[1]), tenants: Number(match[2]), ms: Number(match[3]), line });
   }
   return lines;
 }

@@ -1,6 +1,7 @@
 import type { Config } from '../shared/config.js';
 import { AppError } from '../shared/errors.js';
 import type { Forwarder, ForwardResponse } from './forwarder.js';
+import { mergedBatches } from './ops/metrics.js';
 
 export interface CoalescerOptions {
   /** Where batches go (the Forwarder; a test passes a fake). */
@@ -126,6 +127,11 @@ export class Coalescer {
     this.#config = config;
   }
 
+  /** Batches waiting in the queue now. */
+  get queued(): number {
+    return this.#queue.length - this.#head;
+  }
+
   /**
    * Sends a batch (`body` is its raw JSON array text) to a worker, alone or merged with
    * others, and resolves with the answer for this batch alone. `items` is its number of
@@ -185,6 +191,7 @@ export class Coalescer {
   /** Sends the next group; the caller checked the queue is not empty. */
   #launch(): void {
     const group = this.#take();
+    mergedBatches.observe(group.length);
     this.#inFlight++;
     // #send settles every member itself and never rejects.
     this.#send(group).then(this.#onUpstreamSettled, this.#onUpstreamSettled);

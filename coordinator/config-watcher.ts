@@ -31,6 +31,15 @@ export interface ConfigWatcherOptions {
   readonly watch?: WatchFactory;
 }
 
+/** Why the config file on disk is not in force: it was rejected (the last good config stays). */
+export interface ConfigProblem {
+  /** Epoch ms of the rejection. */
+  readonly at: number;
+  readonly message: string;
+}
+
+const EMPTY_FILE = 'the config file is empty';
+
 /** Keys a running coordinator cannot change: a new value is reported and ignored. */
 export const RESTART_KEYS = ['port', 'host', 'database', 'store', 'secret_file', 'secret_env'] as const;
 
@@ -70,6 +79,10 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   #reloadQueued = false;
   /** What was last reported about an unreadable file, so each problem is one log line, not one per re-read. */
   #reported: string | undefined;
+  /** Why the file on disk was last rejected; cleared when a good text is read. */
+  #problem: ConfigProblem | undefined;
+  /** The verdict on `#lastText` (undefined: it was good), for when the file comes back to it. */
+  #lastTextProblem: ConfigProblem | undefined;
   #started = false;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -87,6 +100,18 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   /** The config in force: the initial one or the last good reload. */
   get config(): Config {
     return this.#config;
+  }
+
+  /** Why the config file on disk was last rejected, while it is (the status route shows it). */
+  get problem(): ConfigProblem | undefined {
+    return this.#problem;
+  }
+
+  /** Logs a rejection of the file and remembers it for `problem`; `ofText`: the verdict is on the text (not its size). */
+  #rejected(message: string, ofText = true): void {
+    this.#problem = { at: Date.now(), message };
+    if (ofText) this.#lastTextProblem = this.#problem;
+    this.#log.error(`${this.#name} rejected: ${message}; keeping the last good config`);
   }
 
   /** Starts watching and re-reading; resolves once chokidar has scanned the folder (or failed to, and will retry). */
@@ -247,30 +272,41 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
       text = await readConfigFile(this.#file);
     } catch (err) {
       if (err instanceof ConfigTooLargeError) {
-        this.#reportOnce(`size ${err.size}`, () => this.#log.error(`${this.#name} rejected: ${err.message}; keeping the last good config`));
+        this.#reportOnce(`size ${err.size}`, () => this.#rejected(err.message, false));
         return;
       }
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       if (code === 'ENOENT') {
-        this.#reportOnce('missing', () => this.#log.warn('config file removed; keeping the last good config'));
+        this.#reportOnce('missing', () => {
+          this.#problem = { at: Date.now(), message: 'the config file was removed' };
+          this.#log.warn('config file removed; keeping the last good config');
+        });
       } else {
         const own = ownResourceErrorCode(err);
-        this.#reportOnce(`read ${code}`, () => this.#log.error(`cannot read ${this.#file} (${own === undefined ? code : describeOwnResourceError(own)}); keeping the last good config`));
+        this.#reportOnce(`read ${code}`, () => {
+          const why = `cannot read ${this.#file} (${own === undefined ? code : describeOwnResourceError(own)})`;
+          this.#problem = { at: Date.now(), message: why };
+          this.#log.error(`${why}; keeping the last good config`);
+        });
         if (own !== undefined) this.#retrySoon();
       }
       return;
     }
     if (this.#closing || text === this.#lastText) {
       this.#reported = undefined;
+      this.#problem = this.#lastTextProblem;
       return;
     }
-
     if (text.trim() === '') {
       // Far more likely a save caught half-way than a wish for every default: wait for content.
+      if (this.#problem?.message !== EMPTY_FILE) this.#problem = { at: Date.now(), message: EMPTY_FILE };
       this.#reportOnce('empty', () => this.#log.warn(`${this.#name} is empty; keeping the last good config (write \`{}\` to ask for every default)`));
       return;
     }
     this.#reported = undefined;
+    // A new text: whatever was wrong with the old one is no longer the file's problem.
+    this.#problem = undefined;
+    this.#lastTextProblem = undefined;
 
     const warnings: string[] = [];
     let next: Config;
@@ -285,7 +321,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
       }
       // Remembered, so a bad text is reported once, not at every re-read.
       this.#lastText = text;
-      this.#log.error(`${this.#name} rejected: ${err.message.replace(/[\s:]+$/, '')}; keeping the last good config`);
+      this.#rejected(err.message.replace(/[\s:]+$/, ''));
       return;
     }
     this.#lastText = text;
@@ -296,9 +332,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     // The coordinator keeps its old port, so a worker may not take it even if the new file moved `port`.
     const clash = next.workers.findIndex((worker) => worker.local && worker.port === old.port);
     if (clash >= 0) {
-      this.#log.error(
-        `${this.#name} rejected: \`workers[${clash}]\` uses port ${old.port}, which the running coordinator listens on until it restarts; keeping the last good config`,
-      );
+      this.#rejected(`\`workers[${clash}]\` uses port ${old.port}, which the running coordinator listens on until it restarts`);
       return;
     }
     for (const key of RESTART_KEYS) {

@@ -6,6 +6,7 @@ import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { FORWARDED_BY_HEADER, INSTANCE_ID } from './forwarded-by.js';
 import { describeOwnResourceError, ownResourceErrorCode } from './resource-errors.js';
+import { countAttempt, countFailure, countRetry } from './ops/metrics.js';
 import { requestWorker } from './worker-request.js';
 
 /** What the coordinator asks a worker. */
@@ -200,6 +201,7 @@ export class Forwarder {
       // tick every ~0.5 s, so an attempt cut short by the deadline gets a precise timer too.
       const timeout = Math.min(config.forward_timeout * 1000, remaining);
       const precise = remaining < config.forward_timeout * 1000 - PRECISE_TIMER_MARGIN_MS;
+      if (tried !== undefined || lastError !== undefined) countRetry();
       const outcome = await this.#attempt(worker, request, timeout, precise);
       if (!('reason' in outcome)) return outcome;
       lastError = outcome.error;
@@ -215,6 +217,7 @@ export class Forwarder {
 
   /** The error for a request no worker answered: what the client may conclude depends on whether one may have applied it. */
   #gaveUp(lastError: unknown, maybeApplied: boolean, why?: string): AppError {
+    countFailure(maybeApplied ? 'outcome_unknown' : 'no_worker_available');
     if (maybeApplied) {
       return new AppError('outcome_unknown', `${why === undefined ? '' : `${why} `}A worker may have taken the batch but did not answer in time: it may or may not be stored. Retrying is safe (an item sent twice counts once).`, { cause: lastError });
     }
@@ -290,10 +293,12 @@ export class Forwarder {
         errorBodyLimit: ERROR_BODY_LIMIT,
       });
       if (status < 500) {
+        countAttempt(worker.id, 'answered');
         state.inFlight--;
         state.avoidUntil = 0;
         return { status, body, worker: worker.id };
       }
+      countAttempt(worker.id, 'error_status');
       const text = body.toString('utf8', 0, Math.min(body.length, LOG_SNIPPET_CHARS * 4)).replace(/\s+/g, ' ').trim().slice(0, LOG_SNIPPET_CHARS);
       const code = whole ? errorCodeOf(body) : undefined;
       // A 503 (storage_unavailable, shutting_down) is a refusal: the worker applied nothing.
@@ -317,6 +322,7 @@ export class Forwarder {
       const code = errorCode(err);
       const reason = own === undefined ? describeError(err) : describeOwnResourceError(own);
       failure = { reason, error: err, maybeApplied: code === undefined || !NOT_SENT_CODES.has(code) };
+      countAttempt(worker.id, failure.maybeApplied ? 'no_answer' : 'not_sent');
       if (own !== undefined) {
         state.inFlight--;
         return failure; // not the worker's fault: no avoidance either

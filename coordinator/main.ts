@@ -5,7 +5,11 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, type Config } from '../shared/config.js';
 import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { Logger } from '../shared/log.js';
+import { startProcessMetrics } from '../shared/metrics.js';
 import { LockHeldError, ProcessLock, canonicalPath } from '../shared/process-lock.js';
+import { runClientCommand } from './cli/client-commands.js';
+import { parseCommandLine, type Command } from './cli/command-line.js';
+import { EXIT, UsageError } from './cli/usage-error.js';
 import { Coalescer } from './coalescer.js';
 import { CountFloors } from './count-floors.js';
 import { parseConfigText, readConfigFile } from './config-file.js';
@@ -13,51 +17,24 @@ import { ConfigWatcher } from './config-watcher.js';
 import { capConnections } from './connection-cap.js';
 import { Forwarder } from './forwarder.js';
 import { ReadPath } from './read-path.js';
+import { watchCluster, watchCoalescer } from './ops/metrics.js';
 import { createCoordinatorServer } from './server.js';
 import { StrongReads } from './strong-read.js';
 import { Supervisor } from './supervisor.js';
 
-// `countapp worker ...`: one worker run by hand (worker/standalone.ts); it never returns, so nothing below runs.
-if (process.argv[2] === 'worker') await (await import('../worker/standalone.js')).main(process.argv.slice(3));
-
 /**
- * `countapp [--config PATH]`: runs a cluster in the foreground. SIGINT or SIGTERM stops
- * it gracefully (every worker persists and exits); a second signal forces the exit.
+ * `countapp`: with no command (or `run`) it runs a cluster in the foreground — SIGINT or
+ * SIGTERM stops it gracefully (every worker persists and exits); a second signal forces
+ * the exit. The other commands (status, count, post, worker, --help, --version) are in
+ * cli/; see cli/usage.ts.
  */
 
 /** The process lock a coordinator holds on its database for its whole life. */
 const CLUSTER_LOCK = 'cluster';
 
-const USAGE = `Usage: countapp [--config PATH]
-
-Runs a CountApp cluster: this coordinator on the config's port and one worker process
-per local worker URL. The config file is watched; edits take effect while it runs.
-  --config PATH   the config file (default: ./config.yaml)
-  --help          this text`;
-
-function parseArgs(argv: readonly string[]): { configFile: string } {
-  let configFile = 'config.yaml';
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    } else if (arg === '--config' || arg === '-c') {
-      const value = argv[++i];
-      if (value === undefined) throw new ConfigError('--config needs a file path');
-      configFile = value;
-    } else if (arg.startsWith('--config=')) {
-      configFile = arg.slice('--config='.length);
-    } else {
-      throw new ConfigError(`unknown argument ${JSON.stringify(arg)}\n\n${USAGE}`);
-    }
-  }
-  return { configFile: path.resolve(configFile) };
-}
-
-async function main(): Promise<void> {
-  const log = new Logger('coordinator');
-  const { configFile } = parseArgs(process.argv.slice(2));
+async function main(configFile: string): Promise<void> {
+  // Held until the log file is known, so the config's own warnings land in coordinator.log too.
+  const log = new Logger('coordinator', undefined, { holdUntilFile: true });
   let text: string;
   try {
     text = await readConfigFile(configFile);
@@ -66,6 +43,7 @@ async function main(): Promise<void> {
     throw new ConfigError(`cannot read the config file ${configFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, undefined, { cause: err });
   }
   let config: Config = await parseConfigText(text, path.dirname(configFile), (message) => log.warn(message));
+  log.setLevel(config.log_level);
   // One cluster per database, decided before anything in it is touched (see ProcessLock).
   let clusterLock: ProcessLock;
   try {
@@ -103,7 +81,11 @@ async function main(): Promise<void> {
   });
   const floors = new CountFloors(config.count_floor_tenants);
   const reads = new ReadPath({ forwarder, strong, floors });
-  const http = createCoordinatorServer({ config, log, reads, coalescer, status: () => supervisor.status() });
+  const watcher = new ConfigWatcher({ file: configFile, log, initial: config, initialText: text });
+  startProcessMetrics();
+  watchCoalescer(() => coalescer.queued);
+  watchCluster(() => supervisor.status(), () => watcher.problem !== undefined);
+  const http = createCoordinatorServer({ config, log, reads, coalescer, status: () => supervisor.status(), configFile, configProblem: () => watcher.problem });
   try {
     await http.listen(config.port, config.host);
   } catch (err) {
@@ -117,9 +99,9 @@ async function main(): Promise<void> {
   log.info(`coordinator listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`);
   const cap = capConnections(http.server, config.max_connections, log);
 
-  const watcher = new ConfigWatcher({ file: configFile, log, initial: config, initialText: text });
   watcher.on('config', (next: Config) => {
     config = next;
+    log.setLevel(next.log_level);
     forwarder.setConfig(next);
     coalescer.setConfig(next);
     strong.setConfig(next);
@@ -167,12 +149,28 @@ async function main(): Promise<void> {
   log.info('cluster ready');
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`countapp: ${err.message}\n`);
-  } else {
-    // A bug, not a user mistake: the stack helps whoever reports it.
-    process.stderr.write(`countapp: cannot start: ${err instanceof Error ? err.stack : String(err)}\n`);
-  }
-  process.exit(1);
+function run(configFile: string): void {
+  main(configFile).catch((err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`countapp: ${err.message}\n`);
+    } else {
+      // A bug, not a user mistake: the stack helps whoever reports it.
+      process.stderr.write(`countapp: cannot start: ${err instanceof Error ? err.stack : String(err)}\n`);
+    }
+    process.exit(1);
+  });
+}
+
+let command: Command;
+try {
+  command = parseCommandLine(process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`countapp: ${err.message} (countapp --help says how)\n`);
+  process.exit(EXIT.usage);
+}
+if (command.kind === 'run') run(command.configFile);
+else runClientCommand(command).then((code) => { process.exitCode = code; }, (err: unknown) => {
+  process.stderr.write(`countapp: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = EXIT.failed;
 });

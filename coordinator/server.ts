@@ -6,14 +6,19 @@ import { AppError, errorBody } from '../shared/errors.js';
 import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { checkTenant, parseBatch } from '../shared/items.js';
 import { newErrorId, type Logger } from '../shared/log.js';
+import { OBSERVING_ROUTES } from '../shared/ops-handlers.js';
 import { checkBatchContentType, readBody } from '../shared/request-body.js';
 import { sendError, sendJson } from '../shared/responses.js';
 import { RouteTable, type RouteMatch } from '../shared/routes.js';
 import { closeServer as closeGracefully, createHttpServer, listen } from '../shared/server-lifecycle.js';
 import { tenantOf, tenantsFromQuery } from '../shared/tenant-param.js';
 import type { Coalescer } from './coalescer.js';
+import type { ConfigProblem } from './config-watcher.js';
 import { INSTANCE_ID, forwardedBy } from './forwarded-by.js';
 import type { ForwardResponse } from './forwarder.js';
+import type { WorkerStatus } from './managed-worker.js';
+import { CoordinatorOps } from './ops/coordinator-ops.js';
+import { itemsAccepted } from './ops/metrics.js';
 import type { CountAnswer, ReadPath } from './read-path.js';
 
 export interface CoordinatorServerOptions {
@@ -24,8 +29,12 @@ export interface CoordinatorServerOptions {
   readonly reads: Pick<ReadPath, 'count' | 'counts'>;
   /** Batches go through it (merged with concurrent ones when `coalesce` is on). */
   readonly coalescer: Pick<Coalescer, 'submit'>;
-  /** The workers' state for `GET /` (the supervisor's list). */
-  readonly status: () => unknown;
+  /** The workers' state for `GET /`, `/status`, `/readyz` and `/metrics` (the supervisor's rows). */
+  readonly status: () => readonly WorkerStatus[];
+  /** The config file, for `GET /status`. @default '' */
+  readonly configFile?: string;
+  /** Why the config file on disk is not in force, for `GET /status`. @default never */
+  readonly configProblem?: () => ConfigProblem | undefined;
   /** This coordinator's id in forwarded requests (see forwarded-by.ts). @default INSTANCE_ID */
   readonly instanceId?: string;
 }
@@ -55,6 +64,14 @@ const CLOSE_GRACE_MS = 10_000;
 export const VALIDATE_BELOW_BYTES = 2048;
 
 const JSON_TYPE = 'application/json; charset=utf-8';
+
+const ACCEPTED_PREFIX = '{"accepted":';
+
+/** N of a worker's `{"accepted":N}`; 0 for anything else. */
+function acceptedOf(body: Buffer): number {
+  const text = body.length < 64 ? body.toString('latin1') : '';
+  return text.startsWith(ACCEPTED_PREFIX) ? Number.parseInt(text.slice(ACCEPTED_PREFIX.length), 10) || 0 : 0;
+}
 
 /** Passes a worker's answer through: its status and body as they are. */
 function reply(res: http.ServerResponse, answer: ForwardResponse, closing: boolean): void {
@@ -111,7 +128,8 @@ export function createCoordinatorServer(options: CoordinatorServerOptions): Coor
       const body = await readBody(req, limits.max_body_bytes);
       if (body.length >= VALIDATE_BELOW_BYTES) {
         const answer = await coalescer.submit(body, undefined);
-        if (answer.status >= 400) {
+        if (answer.status === 200) itemsAccepted.value += acceptedOf(answer.body);
+        else if (answer.status >= 400) {
           const error = workerError(answer.body);
           if (error !== undefined) log.warn(`POST /items (${body.length} bytes, validated by ${answer.worker}): ${error.code}: ${error.message}`, undefined, error.id);
         }
@@ -119,7 +137,9 @@ export function createCoordinatorServer(options: CoordinatorServerOptions): Coor
         return;
       }
       const items = parseBatch(body, limits);
-      reply(res, await coalescer.submit(body, items.length), shuttingDown);
+      const answer = await coalescer.submit(body, items.length);
+      if (answer.status === 200) itemsAccepted.value += items.length;
+      reply(res, answer, shuttingDown);
     } catch (err) {
       sendError(res, err, log, 'POST /items');
     }
@@ -157,18 +177,31 @@ export function createCoordinatorServer(options: CoordinatorServerOptions): Coor
     sendError(res, new AppError('forwarding_loop', message), log, `${describeRequest(req)} from coordinator ${from.slice(0, 40)}`);
   }
 
-  const onRequest = createFrontDoor({
-    table: new RouteTable('coordinator'),
+  const table = new RouteTable('coordinator');
+  const ops = new CoordinatorOps({
+    table,
     log,
+    config: () => config,
+    workers: status,
+    stopping: () => shuttingDown,
+    ...(options.configFile === undefined ? {} : { configFile: options.configFile }),
+    ...(options.configProblem === undefined ? {} : { configProblem: options.configProblem }),
+  });
+  ops.start();
+  const onRequest = createFrontDoor({
+    table,
+    log,
+    metrics: ops.requests,
     handlers: {
+      ...ops.handlers(),
       health: (_req, res) => sendJson(res, 200, { status: 'ok', workers: status() }),
       ingest: (req, res) => ingest(req, res),
       countByQuery: (_req, res, match) => count(res, match),
       countBySegment: (_req, res, match) => count(res, match),
       counts: (_req, res, match) => counts(res, match),
     },
-    intercept: (req, res) => {
-      if (shuttingDown) {
+    intercept: (req, res, match) => {
+      if (shuttingDown && !(match?.kind === 'route' && OBSERVING_ROUTES.has(match.name))) {
         refuseShuttingDown(res);
         return true;
       }
@@ -184,6 +217,7 @@ export function createCoordinatorServer(options: CoordinatorServerOptions): Coor
   async function closeServer(): Promise<void> {
     beginShutdown();
     await closeGracefully(server, CLOSE_GRACE_MS, log);
+    await ops.close();
   }
 
   return {

@@ -101,3 +101,19 @@ export async function postMembers(url: string, secret: string, members: readonly
     return describeError(err);
   }
 }
+
+/** `GET <url>/metrics?format=json`: the worker's metrics as prom-client's JSON; undefined when it did not answer so. Never rejects. */
+export async function fetchWorkerMetrics(url: string, options: { readonly timeoutMs: number }): Promise<unknown[] | undefined> {
+  try {
+    const res = await axios.get<unknown>(`${url}/metrics?format=json`, {
+      timeout: options.timeoutMs,
+      validateStatus: () => true,
+      proxy: false,
+      maxRedirects: 0,
+      responseType: 'json',
+    });
+    return res.status === 200 && Array.isArray(res.data) ? res.data : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { LOG_LEVELS, type LogLevel } from './log-level.js';
 import { defaultMaxConnections } from './open-file-limit.js';
 import { reachesListener } from './own-address.js';
 
@@ -84,6 +85,8 @@ export interface Config {
   readonly max_count_tenants: number;
   /** Tenants whose last answered count the coordinator remembers, so no answer is ever lower (least recently asked forgotten first). @default 100000 */
   readonly count_floor_tenants: number;
+  /** Least severe log lines written (coordinator and workers). @default 'info' */
+  readonly log_level: LogLevel;
 }
 
 /** A config that does not parse or validate; `key` names the culprit when there is one. */
@@ -105,7 +108,7 @@ export const CONFIG_KEYS: ReadonlySet<string> = new Set([
   'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
   'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
   'max_tenant_length', 'coalesce', 'max_connections', 'store', 'secret_file', 'secret_env',
-  'max_count_tenants', 'count_floor_tenants',
+  'max_count_tenants', 'count_floor_tenants', 'log_level',
 ]);
 
 function show(value: unknown): string {
@@ -277,6 +280,8 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
   if (workerHost !== null && (typeof workerHost !== 'string' || workerHost.trim() === '')) {
     throw expected('worker_host', 'an address such as 127.0.0.1 or 0.0.0.0', workerHost);
   }
+  const logLevel = r.log_level ?? 'info';
+  if (!(LOG_LEVELS as readonly unknown[]).includes(logLevel)) throw expected('log_level', `one of ${LOG_LEVELS.map((level) => `'${level}'`).join(', ')}`, logLevel);
   const host = stringKey(r, 'host', '127.0.0.1');
   const secretFile = optionalString(r, 'secret_file', 'a file path');
   const secretEnv = optionalString(r, 'secret_env', 'an environment variable name');
@@ -313,6 +318,7 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
     secret_env: secretEnv,
     max_count_tenants: numberKey(r, 'max_count_tenants', 1000, 1, 10_000, true),
     count_floor_tenants: numberKey(r, 'count_floor_tenants', 100_000, 1, 100_000_000, true),
+    log_level: logLevel as LogLevel,
   };
 }
 

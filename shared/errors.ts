@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   storage_unavailable: { status: 503, message: 'The worker could not write the batch to disk; nothing was acknowledged. Try again shortly.' },
   strong_read_unavailable: { status: 503, message: 'A strong read needs every worker to persist the tenant first, and one could not. Try again shortly, or read with the default consistency.' },
   shutting_down: { status: 503, message: 'The server is shutting down.' },
+  not_ready: { status: 503, message: 'The server cannot serve requests now.' },
   outcome_unknown: { status: 504, message: 'A worker may have taken the batch but did not answer in time: it may or may not be stored. Retrying is safe (an item sent twice counts once).' },
   forwarding_loop: { status: 508, message: 'The request was forwarded to a coordinator instead of a worker: a `workers` entry of the config points at a coordinator.' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -2,6 +2,7 @@ import type http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { AppError } from './errors.js';
 import type { Logger } from './log.js';
+import type { RequestMetrics } from './request-metrics.js';
 import { sendError } from './responses.js';
 import type { RouteMatch, RouteOf, RouteTable, ServerRole } from './routes.js';
 
@@ -26,6 +27,8 @@ export interface FrontDoorOptions<R extends ServerRole> {
    * the request itself. `match` is undefined for an unknown route.
    */
   readonly intercept?: (req: http.IncomingMessage, res: http.ServerResponse, match: ReturnType<RouteTable<R>['match']>) => boolean;
+  /** Counts and times every request by route and status (`GET /metrics`). */
+  readonly metrics?: RequestMetrics;
 }
 
 /** Errors raised by express or its router (a malformed escape in a route parameter, say) are the client's. */
@@ -50,7 +53,7 @@ export function describeRequest(req: http.IncomingMessage): string {
 
 /** The request listener of a server with the given route table and handlers. */
 export function createFrontDoor<R extends ServerRole>(options: FrontDoorOptions<R>): http.RequestListener {
-  const { table, handlers, log, intercept } = options;
+  const { table, handlers, log, intercept, metrics } = options;
 
   // The handlers catch what they expect; this only reports a bug in one of their promises.
   const unexpected = (err: unknown): void => {
@@ -87,6 +90,7 @@ export function createFrontDoor<R extends ServerRole>(options: FrontDoorOptions<
 
   return (req, res) => {
     const match = table.match(req.method, req.url!);
+    metrics?.track(res, match?.name);
     if (intercept?.(req, res, match) === true) return;
     if (match === undefined) {
       app(req, res);

@@ -44,6 +44,20 @@ export const ROUTES = {
   flush: { path: '/internal/flush', methods: ['POST'], servers: ['worker'], lane: 'express' },
   /** `POST /internal/members`: the live workers, for a worker the coordinator did not spawn (needs the cluster secret). */
   members: { path: '/internal/members', methods: ['POST'], servers: ['worker'], lane: 'express' },
+  /** `GET /healthz`: the process is alive (liveness). */
+  healthz: { path: '/healthz', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  /** `GET /health`: the same, under the other common spelling. */
+  healthAlias: { path: '/health', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  /** `GET /readyz`: 200 when it can serve (the coordinator: a live worker and a config), else 503 `not_ready` with the reason. */
+  readyz: { path: '/readyz', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  /** `GET /status`: the cluster's state as JSON (workers, config, persists, request counts). */
+  status: { path: '/status', methods: ['GET'], servers: ['coordinator'], lane: 'express' },
+  /** `GET /metrics`: Prometheus text (prom-client); the coordinator's includes every worker's, labelled `worker`. */
+  metrics: { path: '/metrics', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  /** `GET /openapi.json`: the OpenAPI 3.1 description of this server's routes. */
+  openapi: { path: '/openapi.json', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  /** `GET /dashboard`: one self-refreshing page of the cluster's state. */
+  dashboard: { path: '/dashboard', methods: ['GET'], servers: ['coordinator'], lane: 'express' },
 } as const satisfies Record<string, RouteSpec>;
 
 export type RouteName = keyof typeof ROUTES;

@@ -1,6 +1,7 @@
 import type { Config } from '../shared/config.js';
 import { isCoordinatorMessage, type CoordinatorMessage, type WorkerMessage } from '../shared/ipc.js';
 import { Logger } from '../shared/log.js';
+import { startProcessMetrics } from '../shared/metrics.js';
 import { describeError } from '../shared/describe-error.js';
 import { runWorker } from './run-worker.js';
 
@@ -46,7 +47,8 @@ async function main(): Promise<void> {
   const init = await waitForInit();
   const config: Config = init.config;
   const { workerId, secret } = init;
-  log = new Logger(workerId);
+  log = new Logger(workerId, undefined, { level: config.log_level });
+  startProcessMetrics(workerId);
   const spec = config.workers.find((worker) => worker.id === workerId);
   if (spec === undefined) throw new Error(`${workerId} is not in the config it was given`);
   const worker = await runWorker({

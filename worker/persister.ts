@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.js';
 import { describeError } from '../shared/describe-error.js';
+import { observePersistRound } from './metrics.js';
 import type { Pending } from './pending.js';
 import { addIdMap, encodeIdMap, idCount, type IdMap } from './store/id-map.js';
 import type { Store } from './store/store.js';
@@ -367,6 +368,7 @@ export class Persister {
         this.#log.info(`persisted ${ids - idCount(failed)} id(s) of ${snapshot.size - failed.size} tenant(s) in ${ms.toFixed(1)} ms (checkpoint ${checkpointMs.toFixed(1)} ms)${failed.size > 0 ? `; ${failed.size} tenant(s) failed and stay pending` : ''}`);
       }
       this.#lastRound = result;
+      observePersistRound(result);
       this.#retrySoon(failed.size > 0);
       return result;
     } finally {

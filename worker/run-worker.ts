@@ -11,6 +11,8 @@ import { Persister } from './persister.js';
 import { createWorkerServer, type WorkerServer } from './server.js';
 import { createStore } from './store/create-store.js';
 import { FileStore } from './store/files.js';
+import { watchWorkerState } from './metrics.js';
+import { walFolderBytes } from './wal-size.js';
 import { WalAdopter, walLockName } from './wal-adopter.js';
 import { replaySegments } from './wal-records.js';
 import { Wal, dropSegments, listSegments } from './wal.js';
@@ -110,6 +112,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
   const adopter = new WalAdopter({ database, walRoot, selfId: workerId, log, adoptable });
   persister = new Persister({ wal, pending, store, adopter, log, intervalMs: config.worker_persist * 1000, phase: 0 });
   const rounds = persister;
+  watchWorkerState({ pendingIds: () => pending.ids, walBytes: () => walFolderBytes(walFolder), lastPersistAt: () => rounds.lastRound?.at });
 
   let server: WorkerServer | undefined;
   let stopping: Promise<{ persisted: boolean; pending: number }> | undefined;
@@ -185,6 +188,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
       pendingTenants: pending.tenants,
       persisting: rounds.inFlightIds(),
       wal: wal.status(),
+      walBytes: walFolderBytes(walFolder),
       lastPersist: rounds.lastRound,
       store: store.status(),
       membership,
@@ -216,6 +220,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
     setMembers,
     setConfig: (next) => {
       config = { ...next, database: config.database, store: config.store };
+      log.setLevel(config.log_level);
       rounds.setInterval(config.worker_persist * 1000);
       if (store instanceof FileStore) store.setStaleMs(config.lock_stale * 1000);
       wal.setDurability(config.durability);

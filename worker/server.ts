@@ -8,12 +8,17 @@ import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { parseMembers, type MemberInfo } from '../shared/ipc.js';
 import { checkTenant, parseBatch, parseJsonBody } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
+import { processMetrics } from '../shared/metrics.js';
+import { OBSERVING_ROUTES, commonOpsHandlers } from '../shared/ops-handlers.js';
+import { Readiness } from '../shared/readiness.js';
+import { RequestMetrics } from '../shared/request-metrics.js';
 import { checkBatchContentType, readBody } from '../shared/request-body.js';
 import { sendError, sendJson } from '../shared/responses.js';
 import { RouteTable, type RouteMatch } from '../shared/routes.js';
 import { closeServer, createHttpServer, listen } from '../shared/server-lifecycle.js';
 import { tenantOf, tenantsFromQuery } from '../shared/tenant-param.js';
 import { describeError } from '../shared/describe-error.js';
+import { itemsAccepted } from './metrics.js';
 import type { Pending } from './pending.js';
 import type { Persister } from './persister.js';
 import { decodeIdMap } from './store/id-map.js';
@@ -106,6 +111,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
           throw storageError(err);
         }
       }
+      itemsAccepted.value += items.length;
       sendJson(res, 200, { accepted: items.length });
     } catch (err) {
       sendError(res, err, log, 'POST /items');
@@ -220,10 +226,18 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
+  const table = new RouteTable('worker');
+  const readiness = new Readiness(log, () => {
+    if (shuttingDown) return 'the worker is stopping';
+    if (wal.lost) return 'its write-ahead log was deleted or moved; batches are refused until it is recreated';
+    return undefined;
+  });
   const onRequest = createFrontDoor({
-    table: new RouteTable('worker'),
+    table,
     log,
+    metrics: new RequestMetrics(table),
     handlers: {
+      ...commonOpsHandlers({ role: 'worker', readiness, metrics: processMetrics, log }),
       health: (_req, res) => {
         sendJson(res, 200, { status: 'ok', worker: options.workerId, durability: config().durability, ...options.status() });
       },
@@ -238,7 +252,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     },
     intercept: (req, res, match) => {
       // While stopping, other workers may still hand over ids: this worker takes them until it exits.
-      if (!shuttingDown || (match?.kind === 'route' && (match.name === 'kill' || match.name === 'handoff' || match.name === 'members'))) return false;
+      if (!shuttingDown || (match?.kind === 'route' && (match.name === 'kill' || match.name === 'handoff' || match.name === 'members' || OBSERVING_ROUTES.has(match.name)))) return false;
       sendError(res, new AppError('shutting_down'), log, describeRequest(req));
       return true;
     },

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config, type WorkerSpec } from '../shared
 import { readClusterSecret } from '../shared/control-secret.js';
 import { DATA_DIR_MODE } from '../shared/data-modes.js';
 import { Logger } from '../shared/log.js';
+import { startProcessMetrics } from '../shared/metrics.js';
 import { describeError } from '../shared/describe-error.js';
 import { runWorker } from './run-worker.js';
 
@@ -68,7 +69,8 @@ export async function main(argv: readonly string[]): Promise<never> {
     const spec = findEntry(config, port, values.host, file);
     const secret = readClusterSecret(config);
     if (secret === undefined) fail(`a worker run by hand needs the cluster secret: set \`secret_file\` (or \`secret_env\`) in ${file} and in the coordinator's config`);
-    log = new Logger(spec.id, path.join(config.worker_logs, `${spec.id}.log`));
+    log = new Logger(spec.id, path.join(config.worker_logs, `${spec.id}.log`), { level: config.log_level });
+    startProcessMetrics(spec.id);
     mkdirSync(config.worker_logs, { recursive: true, mode: DATA_DIR_MODE });
     await runWorker({
       config,

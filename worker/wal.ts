@@ -3,6 +3,7 @@ import { mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Durability } from '../shared/config.js';
 import { syncToDisk } from './fsync.js';
+import { observeWalGroup } from './metrics.js';
 import { DATA_DIR_MODE, DATA_FILE_MODE } from '../shared/data-modes.js';
 
 /**
@@ -323,7 +324,9 @@ export class Wal {
         this.#segmentBytes += text.length;
         await handle.appendFile(text);
         this.#tornTail = false;
-        if (this.#durability === 'fsync') await handle.datasync();
+        const syncStarted = this.#durability === 'fsync' ? performance.now() : undefined;
+        if (syncStarted !== undefined) await handle.datasync();
+        observeWalGroup(group.applies.length, syncStarted === undefined ? undefined : performance.now() - syncStarted);
         if (!this.#reachable()) {
           this.#lost = new WalLostError(`the write-ahead log segment ${path.join(this.#folder, segmentName(this.#seq))} was deleted or moved`);
           throw this.#lost;

@@ -60,7 +60,7 @@ describe('forwarding outcomes', () => {
     // The coordinator that was used as a worker logged the refusal under the id the client got...
     await target.waitFor(() => target.output().includes(answer.body.error.id), 5_000, 'the 508 id in the target coordinator log');
     // ...and the forwarding one logged an error naming the URL that loops.
-    await looping.waitFor(() => /ERROR .*forwarding loop: the workers entry http:\/\/\[::ffff:7f00:1\]:\d+ is a coordinator/.test(looping.output()), 5_000, 'the forwarding-loop error line');
+    await looping.waitFor(() => /"level":"error".*forwarding loop: the workers entry http:\/\/\[::ffff:7f00:1\]:\d+ is a coordinator/.test(looping.output()), 5_000, 'the forwarding-loop error line');
     const count = await looping.request(`/items/count?tenant=${tenant}`);
     expect(count.status).toBe(508);
     await sleep(1_500);

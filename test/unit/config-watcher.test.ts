@@ -102,10 +102,23 @@ describe('ConfigWatcher (real files, real chokidar)', () => {
     expect(t.log.matching(/rejected/)).toEqual([expect.stringMatching(/ERROR config.yaml rejected: Expected `worker_persist` to be a number > 0.*got `'abc'` \(string\); keeping the last good config/)]);
     expect(t.watcher.config).toBe(good);
     expect(t.emitted).toEqual([]);
+    // The status route shows why the file is not in force.
+    expect(t.watcher.problem?.message).toMatch(/^Expected `worker_persist` to be a number > 0.*got `'abc'` \(string\)$/);
 
     t.save(yaml({ config_check: 0.1, worker_persist: 1 }));
     await t.waitFor('the fixed config', () => t.emitted.length === 1);
     expect(t.emitted[0]!.worker_persist).toBe(1);
+    expect(t.watcher.problem).toBeUndefined();
+  });
+
+  it('a file that comes back to the text in force after a rejection has no problem any more', async () => {
+    const text = yaml({ config_check: 0.1 });
+    const t = await setup(text);
+    t.save(`${text}junk: "${'x'.repeat(2 * 1024 * 1024)}"\n`);
+    await t.waitFor('the size rejection', () => t.watcher.problem !== undefined);
+    expect(t.watcher.problem!.message).toMatch(/over the 1 MiB limit/);
+    t.save(text);
+    await t.waitFor('the problem cleared', () => t.watcher.problem === undefined);
   });
 
   it('a deleted file: reported once, the last good config kept; restored, it is read again', async () => {
@@ -116,6 +129,7 @@ describe('ConfigWatcher (real files, real chokidar)', () => {
     await sleep(1000); // ~10 re-reads of a missing file
     expect(t.log.matching(/config file removed; keeping the last good config/)).toHaveLength(1);
     expect(t.watcher.config).toBe(good);
+    expect(t.watcher.problem?.message).toBe('the config file was removed');
     fs.writeFileSync(t.file, yaml({ config_check: 0.1, worker_persist: 7 }));
     await t.waitFor('the restored config', () => t.emitted.length === 1);
     expect(t.emitted[0]!.worker_persist).toBe(7);

@@ -54,6 +54,7 @@ const DEFAULTS: Config = {
   secret_env: null,
   max_count_tenants: 1000,
   count_floor_tenants: 100_000,
+  log_level: 'info',
 };
 
 describe('defaults', () => {
@@ -114,6 +115,7 @@ describe('scalar keys', () => {
     ['max_id_length', [[1, 1], [65536, 65536]], ['abc', 0, -1, 1.5, 65537, true]],
     ['max_tenant_length', [[1, 1], [4096, 4096]], ['abc', 0, -1, 1.5, 4097, true]],
     ['coalesce', [[true, true], [false, false]], ['yes', 'no', 'true', 1, 0]],
+    ['log_level', [['debug', 'debug'], ['warn', 'warn'], ['silent', 'silent']], ['INFO', 'verbose', '', 1, true]],
   ];
 
   for (const [key, goods, bads] of cases) {

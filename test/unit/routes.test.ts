@@ -55,7 +55,9 @@ describe('RouteTable.match', () => {
 
   it('lists, per server, exactly the routes of the table that name it', () => {
     expect(coordinator.entries().map(([name]) => name).sort()).toEqual(Object.entries(ROUTES).filter(([, spec]) => (spec.servers as readonly string[]).includes('coordinator')).map(([name]) => name).sort());
-    expect(worker.entries().map(([name]) => name).sort()).toEqual(Object.keys(ROUTES).sort());
+    expect(worker.entries().map(([name]) => name).sort()).toEqual(Object.entries(ROUTES).filter(([, spec]) => (spec.servers as readonly string[]).includes('worker')).map(([name]) => name).sort());
+    // The cluster-wide views live on the coordinator only.
+    expect(worker.entries().map(([name]) => name)).not.toContain('status');
   });
 
   it('the hot routes are exactly the item and count routes (the others go through express)', () => {

@@ -1,5 +1,6 @@
 import type { Logger } from '../../shared/log.js';
 import { describeError } from '../../shared/describe-error.js';
+import { itemsNew } from '../metrics.js';
 import { HandoffClient } from './handoff.js';
 import { idCount, type IdMap } from './id-map.js';
 import { LocalMerges } from './local-merges.js';
@@ -102,6 +103,7 @@ export class FileStore implements Store {
   async #mergeHere(map: IdMap, options: PersistOptions, failed: IdMap): Promise<void> {
     if (map.size === 0) return;
     const outcome = await this.#merges.merge(map, options.stopBy);
+    itemsNew.inc(outcome.written);
     for (const [tenant, failure] of outcome.failed) failed.set(tenant, failure.ids);
     if (outcome.failed.size > 0) {
       const [tenant, first] = outcome.failed.entries().next().value!;
