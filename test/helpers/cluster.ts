@@ -521,3 +521,28 @@ class ClusterProcess implements Cluster {
 function tail(text: string, length: number): string {
   return text.length <= length ? text : `...${text.slice(-length)}`;
 }
+
+/** Waits until every worker (or each of `urls`) counts `expected` for `tenant`. */
+export async function everyWorkerCounts(cluster: Cluster, tenant: string, expected: number, timeoutMs: number, urls: readonly string[] = cluster.workerUrls): Promise<void> {
+  await waitFor(async () => {
+    const counts = await Promise.all(urls.map((url) => cluster.count(tenant, url)));
+    return counts.every((count) => count === expected);
+  }, timeoutMs, `every worker to count ${expected} for ${tenant}`);
+}
+
+/** The original CountApp's sanity case: these four items make t1 count 2, t2 and t3 count 1. */
+export const SANITY_BATCH = [
+  { id: '1', tenant: 't1' },
+  { id: '2', tenant: 't2' },
+  { id: '2', tenant: 't3' },
+  { id: '4', tenant: 't1' },
+] as const;
+
+/** Posts the sanity case through the coordinator and waits until every worker counts it right. */
+export async function expectSanityCase(cluster: Cluster): Promise<void> {
+  const res = await cluster.post(SANITY_BATCH);
+  if (res.status !== 200 || res.body?.accepted !== 4) throw new Error(`the sanity batch was answered ${res.status} ${JSON.stringify(res.body)}`);
+  await everyWorkerCounts(cluster, 't1', 2, 5_000);
+  await everyWorkerCounts(cluster, 't2', 1, 5_000);
+  await everyWorkerCounts(cluster, 't3', 1, 5_000);
+}

@@ -35,3 +35,18 @@ process.on('exit', () => {
     }
   }
 });
+
+/** Temp folders of one test file: `make` them as `makeTempDir` does, `removeAll` in its afterEach. */
+export class TempDirs {
+  readonly #dirs: string[] = [];
+
+  make(prefix: string): string {
+    const dir = makeTempDir(prefix);
+    this.#dirs.push(dir);
+    return dir;
+  }
+
+  removeAll(): void {
+    for (const dir of this.#dirs.splice(0)) removeTempDir(dir);
+  }
+}

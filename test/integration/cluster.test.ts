@@ -2,7 +2,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tenantFilePath } from '../../shared/tenant-file-name.js';
-import { isAlive, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { everyWorkerCounts, expectSanityCase, isAlive, startCluster, stopAllClusters, waitFor } from '../helpers/cluster.js';
 import { Ledger, postUntil } from '../helpers/ledger.js';
 import { readmeFigure } from '../helpers/readme.js';
 import { generous, reportTiming } from '../helpers/slow-machine.js';
@@ -17,28 +17,10 @@ function locksUnder(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.lock'));
 }
 
-/** Waits until every worker, asked directly, counts `expected` for `tenant`. */
-async function converge(cluster: Cluster, tenant: string, expected: number, timeoutMs: number, urls = cluster.workerUrls): Promise<void> {
-  await waitFor(async () => {
-    const counts = await Promise.all(urls.map((url) => cluster.count(tenant, url)));
-    return counts.every((count) => count === expected);
-  }, timeoutMs, `every worker to count ${expected} for ${tenant}`);
-}
-
 describe('a real cluster', () => {
   it("passes the original's sanity case: t1 counts 2 on every worker", async () => {
     const cluster = await startCluster({ workers: 4 });
-    const res = await cluster.post([
-      { id: '1', tenant: 't1' },
-      { id: '2', tenant: 't2' },
-      { id: '2', tenant: 't3' },
-      { id: '4', tenant: 't1' },
-    ]);
-    expect(res.status).toBe(200);
-    expect(res.body).toEqual({ accepted: 4 });
-    await converge(cluster, 't1', 2, 5_000);
-    await converge(cluster, 't2', 1, 5_000);
-    await converge(cluster, 't3', 1, 5_000);
+    await expectSanityCase(cluster);
     expect(await cluster.count('t1')).toBe(2);
     const segment = await cluster.request(`/items/t1/count`);
     expect(segment.body).toEqual({ count: 2 });
@@ -50,8 +32,8 @@ describe('a real cluster', () => {
     // The same batch through the coordinator several times and straight to every worker.
     for (let i = 0; i < 3; i++) expect((await cluster.post(batch)).status).toBe(200);
     for (const url of cluster.workerUrls) expect((await cluster.post(batch, url)).status).toBe(200);
-    await converge(cluster, 'even', 10, 5_000);
-    await converge(cluster, 'odd', 10, 5_000);
+    await everyWorkerCounts(cluster, 'even', 10, 5_000);
+    await everyWorkerCounts(cluster, 'odd', 10, 5_000);
     // Every worker had every id pending; once all have persisted, the tenant file holds each id once.
     await waitFor(async () => {
       const health = await Promise.all(cluster.workerUrls.map((url) => cluster.request('/', {}, url)));
@@ -70,7 +52,7 @@ describe('a real cluster', () => {
     const sample = async (tenant: string, writer: string): Promise<number> => {
       expect((await cluster.post([{ id: 'x', tenant }], writer)).status).toBe(200);
       const acked = Date.now();
-      await converge(cluster, tenant, 1, (generous(promised) + 5) * 1000);
+      await everyWorkerCounts(cluster, tenant, 1, (generous(promised) + 5) * 1000);
       return (Date.now() - acked) / 1000;
     };
     const idle: number[] = [];
@@ -102,7 +84,7 @@ describe('a real cluster', () => {
     await waitFor(() => !isAlive(removedPid), 15_000, 'the removed worker to exit');
     expect(readFileSync(path.join(cluster.dir, 'logs', `worker-${new URL(third).port}.log`), 'utf8')).toMatch(/stopped; everything persisted/);
     // It persisted before exiting, so the others count its items.
-    await converge(cluster, 'moving', 2, 5_000, [first, second]);
+    await everyWorkerCounts(cluster, 'moving', 2, 5_000, [first, second]);
     expect(existsSync(path.join(cluster.dir, 'db', '.wal', `worker-${new URL(third).port}`))).toBe(false);
 
     // Put it back: a new process that serves.
@@ -124,7 +106,7 @@ describe('a real cluster', () => {
     cluster.writeConfig({ worker_persist: 'abc' });
     await waitFor(() => /worker_persist.*'abc'/.test(cluster.output()), 10_000, 'the bad key in the log');
     expect((await cluster.post([{ id: '1', tenant: 'still' }])).status).toBe(200);
-    await converge(cluster, 'still', 1, 5_000);
+    await everyWorkerCounts(cluster, 'still', 1, 5_000);
     const status = await cluster.status();
     expect(status.workers.every((w) => w.state === 'up')).toBe(true);
 
@@ -143,7 +125,7 @@ describe('a real cluster', () => {
     // With a persist a minute away, the other worker does not see it yet.
     expect(await cluster.count('timing', b)).toBe(0);
     cluster.writeConfig({ worker_persist: 0.5, durability: 'write' });
-    await converge(cluster, 'timing', 1, 10_000);
+    await everyWorkerCounts(cluster, 'timing', 1, 10_000);
     await waitFor(async () => (await cluster.request('/', {}, a)).body.durability === 'write', 5_000, 'the new durability in force');
     expect(await cluster.workerPids()).toEqual(pids); // same processes
   });
@@ -159,7 +141,7 @@ describe('a real cluster', () => {
       return worker.state === 'up' && worker.pid !== pid;
     }, 15_000, 'the killed worker to be respawned');
     // Its log was replayed into the tenant file at start: every worker counts the items.
-    await converge(cluster, 'killed', 2, 5_000);
+    await everyWorkerCounts(cluster, 'killed', 2, 5_000);
     expect(cluster.output()).toMatch(/worker-\d+ exited unexpectedly/);
   });
 
@@ -179,7 +161,7 @@ describe('a real cluster', () => {
       if (isAlive(pid)) process.kill(pid, 'SIGKILL');
     }
     expect(cluster.output()).toMatch(/looks hung, killing it/);
-    await converge(cluster, 'hung', 5, 5_000, [hung, healthy]);
+    await everyWorkerCounts(cluster, 'hung', 5, 5_000, [hung, healthy]);
   });
 
   it('SIGINT to the coordinator stops every worker and leaves no process and no lock', async () => {

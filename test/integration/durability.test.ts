@@ -6,7 +6,7 @@ import { tenantFilePath } from '../../shared/tenant-file-name.js';
 import { Ownership } from '../../worker/store/ownership.js';
 import { shardLockTarget, shardOf } from '../../worker/store/shards.js';
 import { parseTenantLines } from '../../worker/store/tenant-file-format.js';
-import { isAlive, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { everyWorkerCounts, isAlive, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { freePorts } from '../helpers/ports.js';
 import { generous, reportTiming } from '../helpers/slow-machine.js';
 
@@ -19,13 +19,6 @@ afterEach(async () => {
 function idsInFile(file: string): Set<string> {
   // Torn lines are skipped, as the workers skip them.
   return new Set(parseTenantLines(readFileSync(file, 'utf8')).ids);
-}
-
-async function everyWorkerCounts(cluster: Cluster, tenant: string, expected: number, timeoutMs: number, urls = cluster.workerUrls): Promise<void> {
-  await waitFor(async () => {
-    const counts = await Promise.all(urls.map((url) => cluster.count(tenant, url)));
-    return counts.every((count) => count === expected);
-  }, timeoutMs, `every worker to count ${expected} for ${tenant}`);
 }
 
 function workerLog(cluster: Cluster, url: string): string {

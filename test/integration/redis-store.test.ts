@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tenantKey } from '../../worker/store/redis.js';
-import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { everyWorkerCounts, expectSanityCase, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { killWorkersUntil } from '../helpers/killer.js';
 import { Ledger, postUntil } from '../helpers/ledger.js';
 import { seededRandom } from '../helpers/random.js';
@@ -20,14 +20,6 @@ afterEach(async () => {
   await stopAllClusters();
   await stopAllRedis();
 });
-
-/** Waits until every worker, asked directly, counts `expected` for `tenant`. */
-async function converge(cluster: Cluster, tenant: string, expected: number, timeoutMs: number, urls = cluster.workerUrls): Promise<void> {
-  await waitFor(async () => {
-    const counts = await Promise.all(urls.map((url) => cluster.count(tenant, url)));
-    return counts.every((count) => count === expected);
-  }, timeoutMs, `every worker to count ${expected} for ${tenant}`);
-}
 
 /** Every worker's count of every tenant the ledger knows equals what was acknowledged (polling until it does), then the ledger's check. */
 async function settle(cluster: Cluster, ledger: Ledger, timeoutMs: number): Promise<{ lost: number; overCounted: number; seconds: number }> {
@@ -54,17 +46,7 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
   it("passes the original's sanity case: t1 counts 2 on every worker, and Redis holds the set", async () => {
     const redis = await startRedis();
     const cluster = await startCluster({ workers: 4, config: { store: redis.url } });
-    const res = await cluster.post([
-      { id: '1', tenant: 't1' },
-      { id: '2', tenant: 't2' },
-      { id: '2', tenant: 't3' },
-      { id: '4', tenant: 't1' },
-    ]);
-    expect(res.status).toBe(200);
-    expect(res.body).toEqual({ accepted: 4 });
-    await converge(cluster, 't1', 2, 5_000);
-    await converge(cluster, 't2', 1, 5_000);
-    await converge(cluster, 't3', 1, 5_000);
+    await expectSanityCase(cluster);
     expect((await cluster.request('/items/t1/count')).body).toEqual({ count: 2 });
     expect(await redisCount(redis, tenantKey('t1'))).toBe(2);
     const health = await cluster.request('/', {}, cluster.workerUrls[0]);
@@ -77,14 +59,14 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
     const batch = Array.from({ length: 50 }, (_, i) => ({ id: `id-${i % 20}`, tenant: i % 2 ? 'odd' : 'even' }));
     for (let i = 0; i < 3; i++) expect((await cluster.post(batch)).status).toBe(200);
     for (const url of cluster.workerUrls) expect((await cluster.post(batch, url)).status).toBe(200);
-    await converge(cluster, 'even', 10, 5_000);
-    await converge(cluster, 'odd', 10, 5_000);
+    await everyWorkerCounts(cluster, 'even', 10, 5_000);
+    await everyWorkerCounts(cluster, 'odd', 10, 5_000);
     expect(await redisCount(redis, tenantKey('even'))).toBe(10);
     // Tenants that differ only in what a key encoding could confuse stay apart.
     const tricky = ['{a}', '%7Ba%7D', 'a}', '{', '}', '%', '../x', 'ü', 'a'.repeat(256)];
     expect((await cluster.post(tricky.map((tenant, i) => ({ id: `x${i}`, tenant })))).status).toBe(200);
     expect((await cluster.post(tricky.map((tenant) => ({ id: 'same', tenant })))).status).toBe(200);
-    for (const tenant of tricky) await converge(cluster, tenant, 2, 5_000);
+    for (const tenant of tricky) await everyWorkerCounts(cluster, tenant, 2, 5_000);
     expect(new Set(tricky.map(tenantKey)).size).toBe(tricky.length);
   });
 
@@ -98,7 +80,7 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
       const tenant = `conv-${i}`;
       expect((await cluster.post([{ id: 'x', tenant }], cluster.workerUrls[i % 4])).status).toBe(200);
       const acked = Date.now();
-      await converge(cluster, tenant, 1, (generous(promised) + 5) * 1000);
+      await everyWorkerCounts(cluster, tenant, 1, (generous(promised) + 5) * 1000);
       samples.push((Date.now() - acked) / 1000);
     }
     reportTiming(`Redis store: convergence on all 4 workers after the 200 (worker_persist ${persist} s)`, samples, promised, 's');
@@ -114,21 +96,21 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
     expect(await cluster.count('moving', first)).toBe(0);
     cluster.writeConfig({ workers: [first, second] });
     await waitFor(() => /stopped; everything persisted/.test(readFileSync(cluster.workerLogFile(third), 'utf8')), 15_000, 'the removed worker to persist and stop');
-    await converge(cluster, 'moving', 2, 5_000, [first, second]);
+    await everyWorkerCounts(cluster, 'moving', 2, 5_000, [first, second]);
 
     cluster.writeConfig({ workers: [first, second, third] });
     await cluster.waitReady(15_000);
     expect(await cluster.count('moving', third)).toBe(2);
     expect((await cluster.post([{ id: 'c', tenant: 'moving' }], first)).status).toBe(200);
     cluster.writeConfig({ workers: [first, second, third], worker_persist: 0.5 });
-    await converge(cluster, 'moving', 3, 10_000);
+    await everyWorkerCounts(cluster, 'moving', 3, 10_000);
   });
 
   it('a Redis outage: counts answer 503 storage_unavailable, batches are still acknowledged, and everything is counted once Redis is back', async () => {
     const redis = await startRedis();
     const cluster = await startCluster({ workers: 2, config: { store: redis.url } });
     expect((await cluster.post([{ id: 'before', tenant: 'outage' }])).status).toBe(200);
-    await converge(cluster, 'outage', 1, 5_000);
+    await everyWorkerCounts(cluster, 'outage', 1, 5_000);
 
     await redis.stop();
     await waitFor(async () => (await cluster.request('/items/outage/count')).status === 503, 10_000, 'counts to answer 503');
@@ -148,7 +130,7 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
 
     const back = Date.now();
     await redis.start();
-    await converge(cluster, 'outage', 21, (generous(2) + 5) * 1000);
+    await everyWorkerCounts(cluster, 'outage', 21, (generous(2) + 5) * 1000);
     reportTiming('Redis store: every worker counts what waited, after Redis came back', (Date.now() - back) / 1000, 2, 's');
     const logs = cluster.workerUrls.map((url) => readFileSync(cluster.workerLogFile(url), 'utf8')).join('\n');
     expect(logs).toMatch(/is unreachable .*reconnecting/);
@@ -220,13 +202,13 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
     const cluster = await startCluster({ workers: 1, config: { store: redis.url } });
     const [url] = cluster.workerUrls as [string];
     expect((await cluster.post([{ id: '1', tenant: 'broken' }, { id: '1', tenant: 'fine' }, { id: '2', tenant: 'fine' }])).status).toBe(200);
-    await converge(cluster, 'fine', 2, 5_000);
+    await everyWorkerCounts(cluster, 'fine', 2, 5_000);
     await waitFor(() => /refused the ids of 1 of \d+ tenant\(s\) \(first: .*WRONGTYPE/.test(readFileSync(cluster.workerLogFile(url), 'utf8')), 5_000, 'the refusal in the log');
     const { body } = await cluster.request('/', {}, url);
     expect(body.pending + body.persisting).toBeGreaterThanOrEqual(1); // its id waits in the worker (and its log)
     expect((await cluster.request('/items/broken/count')).body.error.code).toBe('storage_unavailable');
     await redis.cli('del', tenantKey('broken'));
-    await converge(cluster, 'broken', 1, 10_000);
+    await everyWorkerCounts(cluster, 'broken', 1, 10_000);
   });
 
   it('says clearly at start when Redis keeps no append-only file', async () => {
@@ -246,10 +228,10 @@ describe.skipIf(unavailable !== undefined)('a cluster on a 3-master Redis Cluste
     const redisCluster = await startRedisCluster(3);
     const cluster = await startCluster({ workers: 3, config: { store: redisCluster.urls } });
     expect((await cluster.post([{ id: '1', tenant: 't1' }, { id: '2', tenant: 't2' }, { id: '2', tenant: 't3' }, { id: '4', tenant: 't1' }])).status).toBe(200);
-    await converge(cluster, 't1', 2, 5_000);
+    await everyWorkerCounts(cluster, 't1', 2, 5_000);
     const batch = Array.from({ length: 50 }, (_, i) => ({ id: `id-${i % 20}`, tenant: i % 2 ? 'odd' : 'even' }));
     for (const url of cluster.workerUrls) expect((await cluster.post(batch, url)).status).toBe(200);
-    await converge(cluster, 'even', 10, 5_000);
+    await everyWorkerCounts(cluster, 'even', 10, 5_000);
 
     const ledger = new Ledger();
     const tenants = Array.from({ length: 60 }, (_, i) => `spread-${i}`);

@@ -9,7 +9,7 @@ import { Ledger, postUntil } from '../helpers/ledger.js';
 import { freePorts } from '../helpers/ports.js';
 import { redisUnavailable, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { startStandaloneWorker, stopAllStandaloneWorkers, type StandaloneWorker } from '../helpers/standalone-worker.js';
-import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
+import { TempDirs } from '../helpers/temp-dir.js';
 
 /**
  * Workers run by hand (`countapp worker`), on this machine's loopback with ports of their
@@ -17,18 +17,14 @@ import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
  * them and sends them the membership, but never spawns or stops them.
  */
 /** Temp folders of this file (secrets, the hosts' configs): removed after each test. */
-const dirs: string[] = [];
-function tempDir(prefix: string): string {
-  const dir = makeTempDir(prefix);
-  dirs.push(dir);
-  return dir;
-}
+const temp = new TempDirs();
+const tempDir = (prefix: string): string => temp.make(prefix);
 
 afterEach(async () => {
   await stopAllStandaloneWorkers();
   await stopAllClusters();
   await stopAllRedis();
-  for (const dir of dirs.splice(0)) removeTempDir(dir);
+  temp.removeAll();
 });
 
 /** A secret file readable by its owner only, in a temp folder of its own. */

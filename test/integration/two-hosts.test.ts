@@ -9,7 +9,7 @@ import { netnsUnavailable, TestNetwork } from '../helpers/netns.js';
 import { redisUnavailable, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { REPO_ROOT } from '../helpers/repo.js';
 import { startStandaloneWorker, stopAllStandaloneWorkers, type StandaloneWorker } from '../helpers/standalone-worker.js';
-import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
+import { TempDirs } from '../helpers/temp-dir.js';
 
 /**
  * Workers on two "hosts": the coordinator, each worker and Redis in network namespaces
@@ -22,18 +22,14 @@ if (skip !== undefined) console.log(`[skip] two-host test: ${skip}`);
 
 let network: TestNetwork | undefined;
 /** Temp folders of this file (secrets, the hosts' configs): removed after each test. */
-const dirs: string[] = [];
-function tempDir(prefix: string): string {
-  const dir = makeTempDir(prefix);
-  dirs.push(dir);
-  return dir;
-}
+const temp = new TempDirs();
+const tempDir = (prefix: string): string => temp.make(prefix);
 
 afterEach(async () => {
   await stopAllStandaloneWorkers();
   await stopAllClusters();
   await stopAllRedis();
-  for (const dir of dirs.splice(0)) removeTempDir(dir);
+  temp.removeAll();
   network?.remove();
   network = undefined;
 });
