@@ -136,10 +136,14 @@ export class Persister {
     return this.#lastRound;
   }
 
-  /** Ids taken from pending by a round or a flush and not persisted yet. */
-  inFlightIds(): number {
-    let n = 0;
-    for (const map of this.#inFlight) n += idCount(map);
+  /**
+   * Ids taken from pending by a round or a flush and not through the store yet: once it is
+   * zero along with pending, every worker counts everything this one acknowledged (what is
+   * left of a round, its checkpoint, is about surviving a power cut, not about counts).
+   */
+  persistingIds(): number {
+    let n = this.#roundTaken === undefined ? 0 : idCount(this.#roundTaken);
+    for (const { taken } of this.#flushes.values()) n += idCount(taken);
     return n;
   }
 

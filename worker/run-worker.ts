@@ -186,7 +186,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
     status: () => ({
       pending: pending.ids,
       pendingTenants: pending.tenants,
-      persisting: rounds.inFlightIds(),
+      persisting: rounds.persistingIds(),
       wal: wal.status(),
       walBytes: walFolderBytes(walFolder),
       lastPersist: rounds.lastRound,

@@ -60,6 +60,19 @@ describe('durability', () => {
     await everyWorkerCounts(cluster, 'contended', 110, 5_000);
   });
 
+  it('a persist round bigger than one hand-over to the merge thread (4 MiB) loses nothing of a tenant split across two', async () => {
+    const cluster = await startCluster({ workers: 1, config: { worker_persist: 60, max_batch_items: 50_000, max_body_bytes: 8 * 1024 * 1024 } });
+    const [url] = cluster.workerUrls as [string];
+    // 400,000 ids of one tenant, pending together: ~5 MB of ids in one round, so the tenant is cut in two.
+    const total = 400_000;
+    for (let from = 0; from < total; from += 50_000) {
+      const items = Array.from({ length: 50_000 }, (_, i) => ({ id: `big-round-id-${from + i}`, tenant: 'split' }));
+      expect((await cluster.post(items, url)).status).toBe(200);
+    }
+    cluster.writeConfig({ worker_persist: 0.5, max_batch_items: 50_000, max_body_bytes: 8 * 1024 * 1024 });
+    await everyWorkerCounts(cluster, 'split', total, 30_000);
+  });
+
   it("a removed worker's write-ahead log is adopted by a live worker after a crash", async () => {
     const cluster = await startCluster({ workers: 3, config: { worker_persist: 60 } });
     const [a, b, c] = cluster.workerUrls as [string, string, string];

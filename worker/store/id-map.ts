@@ -70,3 +70,13 @@ export function decodeIdMap(value: unknown): IdMap {
   }
   return map;
 }
+
+/**
+ * The map `encodeIdMap` cut into `chunks`, put back together: a tenant split across
+ * chunks gets all its ids back, in order.
+ */
+export function decodeIdMapChunks(chunks: readonly string[]): IdMap {
+  const map: IdMap = new Map();
+  for (const chunk of chunks) addIdMap(map, decodeIdMap(JSON.parse(chunk)));
+  return map;
+}

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from '../../shared/log.js';
-import { decodeIdMap, type IdMap } from './id-map.js';
+import { decodeIdMapChunks } from './id-map.js';
 import { LocalMerges } from './local-merges.js';
 import type { ThreadError, ThreadReply, ThreadRequest } from './merge-thread-messages.js';
 
@@ -38,8 +38,7 @@ async function handle(request: ThreadRequest): Promise<void> {
   try {
     switch (request.type) {
       case 'merge': {
-        const map: IdMap = new Map();
-        for (const chunk of request.chunks) for (const [tenant, ids] of decodeIdMap(JSON.parse(chunk))) map.set(tenant, ids);
+        const map = decodeIdMapChunks(request.chunks);
         const outcome = await merges.merge(map, request.stopBy);
         reply({ written: outcome.written, failed: [...outcome.failed].map(([tenant, failure]) => [tenant, errorOf(failure.error)]) });
         return;
