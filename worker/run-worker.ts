@@ -103,7 +103,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
     durability: config.durability,
     unpersisted: () => persister?.unpersistedRecords() ?? pending.toRecords(),
   });
-  const store = createStore(() => config, { workerId, log, secret });
+  const store = await createStore(() => config, { workerId, log, secret });
   let membership = membershipDigest(options.members);
   store.setMembers(options.members);
   // A log's owner is proven gone by taking its lock, and these locks live on one machine

@@ -34,7 +34,7 @@ async function redisBenchmark(redis: RedisServer, args: string[]): Promise<numbe
 }
 
 export async function redisStoreSection(ctx: Context, profile: Profile): Promise<SectionResult> {
-  const section = `8. Redis store beside files store: fresh ids, ${BATCH}-item batches over ${TENANTS.toLocaleString('en-US')} tenants, ${CLIENTS} clients, worker_persist 1 s`;
+  const section = `9. Redis store beside files store: fresh ids, ${BATCH}-item batches over ${TENANTS.toLocaleString('en-US')} tenants, ${CLIENTS} clients, worker_persist 1 s`;
   const missing = redisUnavailable();
   if (missing !== undefined) {
     ctx.problem(`redis store section skipped: ${missing}`);
@@ -72,9 +72,9 @@ export async function redisStoreSection(ctx: Context, profile: Profile): Promise
           ctx.progress(`${store} store, ${workers} worker(s): ${Math.round(itemsPerSec).toLocaleString('en-US')} items/s, ${usPerItem.toFixed(1)} µs CPU/item${store === 'redis' ? ` (redis-server ${((redisCpu * 1e6) / result.acknowledged).toFixed(2)})` : ''}; counts ${exact ? 'exact' : 'WRONG'}`);
           rows.push(
             { section, measure: `${workers} worker(s), ${store}: items/s`, value: itemsPerSec, unit: 'items/s' },
-            { section, measure: `${workers} worker(s), ${store}: CPU µs per item, all processes${store === 'redis' ? ' (redis-server included)' : ''}`, value: usPerItem, unit: 'count' },
+            { section, measure: `${workers} worker(s), ${store}: CPU µs per item, all processes${store === 'redis' ? ' (redis-server included)' : ''}`, value: usPerItem, unit: 'µs' },
           );
-          if (store === 'redis') rows.push({ section, measure: `${workers} worker(s), redis: CPU µs per item, redis-server alone`, value: (redisCpu * 1e6) / result.acknowledged, unit: 'count' });
+          if (store === 'redis') rows.push({ section, measure: `${workers} worker(s), redis: CPU µs per item, redis-server alone`, value: (redisCpu * 1e6) / result.acknowledged, unit: 'µs' });
           raw.push({ store, workers, ...result, cpu, itemsPerSec, usPerItem, redisCpu, sums });
         } finally {
           await cluster.cleanup();

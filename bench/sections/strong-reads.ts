@@ -40,7 +40,7 @@ export async function strongReadsSection(ctx: Context, profile: Profile): Promis
     checkProbe(ctx, 'strong reads under load', loadedStrong, rate * profile.countSec);
     checkIngest(ctx, 'the strong-read probe', ingest);
 
-    const section = `8. GET /items/{tenant}/count?consistency=strong (${rate} reads/s, 4 workers)`;
+    const section = `10. GET /items/{tenant}/count?consistency=strong (${rate} reads/s, 4 workers)`;
     const rows: Row[] = [
       { section, measure: 'strong read latency p50, no load', value: quantile(idleStrong.latencies, 0.5), unit: 'ms' },
       { section, measure: 'strong read latency p99, no load', value: quantile(idleStrong.latencies, 0.99), unit: 'ms' },
