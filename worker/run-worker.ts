@@ -7,7 +7,7 @@ import { membershipDigest, type MemberInfo } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 import { LockHeldError, ProcessLock } from '../shared/process-lock.js';
 import { Pending } from './pending.js';
-import { Persister } from './persister.js';
+import { Persister, type RoundResult } from './persister.js';
 import { createWorkerServer, type WorkerServer } from './server.js';
 import { createStore } from './store/create-store.js';
 import { FileStore } from './store/files.js';
@@ -122,12 +122,22 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
       const stopBy = Date.now() + Math.max(500, config.kill_timeout * 1000 - STOP_MARGIN_MS);
       log.info(`stopping (${reason}): persisting`);
       server?.beginShutdown();
-      let round = await rounds.close(stopBy);
-      // Ids other workers handed over meanwhile (they are stopping too) go into the store as well, while time allows.
-      while (pending.ids > 0 && Date.now() < stopBy - FINAL_ROUND_PAUSE_MS) {
-        await sleep(FINAL_ROUND_PAUSE_MS);
-        round = await rounds.persistNow(stopBy);
-      }
+      /** Ids other workers handed over meanwhile (they are stopping too) go into the store as well, while time allows. */
+      const persistLeftovers = async (round: RoundResult): Promise<RoundResult> => {
+        while (pending.ids > 0 && Date.now() < stopBy - FINAL_ROUND_PAUSE_MS) {
+          await sleep(FINAL_ROUND_PAUSE_MS);
+          round = await rounds.persistNow(stopBy);
+        }
+        return round;
+      };
+      let round = await persistLeftovers(await rounds.close(stopBy));
+      // No hand-over is taken from here on: a worker still holding ids for this one's
+      // tenants merges them itself, under the shard locks this one then lets go. One more
+      // round persists the hand-overs taken until now and drops their log segments, so a
+      // clean stop leaves no log behind.
+      await server?.closeHandoffs();
+      round = await persistLeftovers(await rounds.persistNow(stopBy));
+      await store.retire();
       const persisted = round.ok && pending.ids === 0;
       if (!persisted) {
         log.warn(`stopping with ${pending.ids} id(s) not yet persisted: they stay in the write-ahead log ${walFolder} and are persisted at the next start (or by another worker)`);
@@ -144,16 +154,17 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
     // The shard locks (or the Redis connection) first: whatever happens next, a stop never leaves one behind.
     await store.close().catch((err: unknown) => log.error('could not close the store', err));
     await wal.close();
-    // Hand-overs taken after the last round are in the log: keep it then.
+    // Anything logged after the last round (or not persisted) keeps the log, and the line says so.
+    let logGone = false;
     if (persisted && pending.ids === 0) {
       const left = await listSegments(walFolder).catch(() => [0, 0]);
       if (left.length <= 1 && wal.status().bytes === 0) {
         await dropSegments(walFolder, left).catch(() => {});
-        await rmdir(walFolder).catch(() => {});
+        logGone = await rmdir(walFolder).then(() => true, () => false);
       }
     }
     await walLock.release();
-    log.info(persisted ? 'stopped; everything persisted' : 'stopped; the write-ahead log keeps the rest');
+    log.info(logGone ? 'stopped; everything persisted' : `stopped; the write-ahead log ${walFolder} keeps what is not persisted yet (persisted at the next start)`);
     // Requests still under way can no longer be logged: a moment to answer them, no more.
     await server?.close(EXIT_GRACE_MS);
     process.exit(0);

@@ -49,6 +49,11 @@ export interface WorkerServer {
   listen(port: number, host: string): Promise<void>;
   /** From now on answer client requests 503 + Connection: close (hand-overs from other workers are still taken). */
   beginShutdown(): void;
+  /**
+   * From now on answer hand-overs 503 `shutting_down` too (their senders merge the ids
+   * themselves); resolves once those already taken are in the log and pending.
+   */
+  closeHandoffs(): Promise<void>;
   /** Stop listening and wait (at most `graceMs`) for requests under way. */
   close(graceMs?: number): Promise<void>;
 }
@@ -91,6 +96,10 @@ function checkSecret(req: http.IncomingMessage, secret: string): void {
 export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
   const { wal, pending, store, persister, log, config } = options;
   let shuttingDown = false;
+  let handoffsClosed = false;
+  /** Hand-overs taken and not yet logged, and who waits for them to be. */
+  let handoffsUnderWay = 0;
+  const handoffsLogged: (() => void)[] = [];
 
   function storageError(err: unknown): AppError {
     if (err instanceof WalLostError) persister.recoverSoon().catch(() => {});
@@ -154,6 +163,19 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
 
   /** Ids from another worker, for tenants this one writes: log them, answer, merge them at once. */
   async function handoff(req: http.IncomingMessage, res: http.ServerResponse, route: RouteMatch): Promise<void> {
+    if (handoffsClosed) {
+      sendError(res, new AppError('shutting_down'), log, 'POST /internal/merge');
+      return;
+    }
+    handoffsUnderWay++;
+    try {
+      await takeHandoff(req, res, route);
+    } finally {
+      if (--handoffsUnderWay === 0) for (const resolve of handoffsLogged.splice(0)) resolve();
+    }
+  }
+
+  async function takeHandoff(req: http.IncomingMessage, res: http.ServerResponse, route: RouteMatch): Promise<void> {
     try {
       checkSecret(req, options.secret);
       const body = await readBody(req, MAX_HANDOFF_BYTES);
@@ -264,6 +286,10 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     server,
     listen: (port, host) => listen(server, port, host),
     beginShutdown: () => { shuttingDown = true; },
+    closeHandoffs: () => {
+      handoffsClosed = true;
+      return handoffsUnderWay === 0 ? Promise.resolve() : new Promise<void>((resolve) => handoffsLogged.push(resolve));
+    },
     close: (graceMs = CLOSE_GRACE_MS) => {
       shuttingDown = true;
       closing ??= closeServer(server, graceMs, log);

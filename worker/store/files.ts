@@ -48,6 +48,8 @@ export class FileStore implements Store {
   readonly #ownership: Ownership;
   readonly #handoff: HandoffClient;
   #handoffs = { sent: 0, failed: 0 };
+  /** Set by retire(): membership changes no longer make this worker take shard locks. */
+  #retired = false;
 
   constructor(options: FileStoreOptions) {
     this.#options = options;
@@ -56,7 +58,7 @@ export class FileStore implements Store {
     this.#handoff = new HandoffClient(options.secret);
     const backend = { database: options.database, log: options.log, staleMs: options.lockStaleMs };
     this.#merges = options.thread === true ? new ThreadedMerges(backend) : new LocalMerges(backend);
-    this.#merges.own(this.#ownedShards());
+    void this.#merges.own(this.#ownedShards());
   }
 
   async persist(map: IdMap, options: PersistOptions = {}): Promise<IdMap> {
@@ -124,7 +126,7 @@ export class FileStore implements Store {
 
   setMembers(members: readonly Member[]): void {
     this.#ownership.setMembers(members);
-    this.#merges.own(this.#ownedShards());
+    if (!this.#retired) void this.#merges.own(this.#ownedShards());
     const urls = new Set(members.map((member) => member.url));
     this.#handoff.close((url) => urls.has(url)).catch(() => {});
   }
@@ -140,6 +142,11 @@ export class FileStore implements Store {
     const shards: number[] = [];
     for (let shard = 0; shard < SHARDS; shard++) if (this.#ownership.ownsShard(shard)) shards.push(shard);
     return shards;
+  }
+
+  async retire(): Promise<void> {
+    this.#retired = true;
+    await this.#merges.own([]);
   }
 
   async repair(): Promise<void> {

@@ -44,7 +44,7 @@ async function handle(request: ThreadRequest): Promise<void> {
         return;
       }
       case 'own':
-        merges.own(request.shards);
+        await merges.own(request.shards);
         reply({});
         return;
       case 'stale':
