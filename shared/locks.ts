@@ -11,6 +11,24 @@ export class LockBusyError extends Error {
   override name = 'LockBusyError';
 }
 
+/** Waits between tries for a busy lock: 5 ms, growing by half each time, at most 200 ms. */
+const RETRY_BACKOFF = { factor: 1.5, minTimeout: 5, maxTimeout: 200 } as const;
+
+/**
+ * How many retries of RETRY_BACKOFF fit in `maxWaitMs`: a caller with a deadline (a
+ * stopping worker) must have given up by then, not one long backoff later.
+ */
+export function retriesWithin(maxWaitMs: number): number {
+  const { factor, minTimeout, maxTimeout } = RETRY_BACKOFF;
+  let waited = 0;
+  let retries = 0;
+  for (let wait = minTimeout; waited + Math.min(wait, maxTimeout) <= maxWaitMs; wait *= factor) {
+    waited += Math.min(wait, maxTimeout);
+    retries++;
+  }
+  return retries;
+}
+
 /**
  * The one place lock options are set, so every process uses the same `stale` and
  * `update` (proper-lockfile requires that). `realpath: false` lets us lock a tenant file
@@ -18,12 +36,11 @@ export class LockBusyError extends Error {
  * lock whose holder was SIGKILLed, short enough that one stuck tenant does not stall a persist round.
  */
 function lockOptions(staleMs: number, maxWaitMs: number, onCompromised: (err: Error) => void): lockfile.LockOptions {
-  const maxTimeout = 200;
   return {
     stale: staleMs,
     update: Math.floor(staleMs / 2),
     realpath: false,
-    retries: { retries: Math.ceil(maxWaitMs / maxTimeout) + 5, factor: 1.5, minTimeout: 5, maxTimeout },
+    retries: { retries: retriesWithin(maxWaitMs), ...RETRY_BACKOFF },
     // The default handler throws from a timer and kills the process; ours only records it.
     onCompromised,
   };

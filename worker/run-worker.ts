@@ -132,11 +132,14 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
       };
       let round = await persistLeftovers(await rounds.close(stopBy));
       // No hand-over is taken from here on: a worker still holding ids for this one's
-      // tenants merges them itself, under the shard locks this one then lets go. One more
-      // round persists the hand-overs taken until now and drops their log segments, so a
-      // clean stop leaves no log behind.
+      // tenants merges them itself, under the shard locks this one then lets go. If some
+      // came in after the last round (the log's current segment is not empty), one more
+      // round persists them and drops their log segments, so a clean stop leaves no log
+      // behind — while time allows; otherwise the log keeps them.
       await server?.closeHandoffs();
-      round = await persistLeftovers(await rounds.persistNow(stopBy));
+      if ((pending.ids > 0 || wal.status().bytes > 0) && Date.now() < stopBy - FINAL_ROUND_PAUSE_MS) {
+        round = await persistLeftovers(await rounds.persistNow(stopBy));
+      }
       await store.retire();
       const persisted = round.ok && pending.ids === 0;
       if (!persisted) {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LockBusyError, withLock } from '../../shared/locks.js';
+import { acquireLock, LockBusyError, retriesWithin, withLock } from '../../shared/locks.js';
 import { generous, reportTiming } from '../helpers/slow-machine.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -158,5 +158,37 @@ describe('withLock', () => {
       clearInterval(refresh);
     }
     expect(fs.existsSync(lockDir)).toBe(true);
+  });
+});
+
+describe('acquireLock with a deadline', () => {
+  it('retries only as often as fits in maxWaitMs (5 ms growing by half, at most 200 ms apart)', () => {
+    const backoff = (retries: number): number => {
+      let total = 0;
+      for (let i = 0, wait = 5; i < retries; i++, wait *= 1.5) total += Math.min(wait, 200);
+      return total;
+    };
+    for (const ms of [0, 4, 5, 12, 100, 1000, 1500, 4000]) {
+      const retries = retriesWithin(ms);
+      expect(backoff(retries)).toBeLessThanOrEqual(ms);
+      expect(backoff(retries + 1)).toBeGreaterThan(ms);
+    }
+  });
+
+  it('gives up on a lock held by another holder by its deadline, not a backoff later', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'countapp-locks-'));
+    try {
+      const file = path.join(dir, 'shard');
+      const held = await acquireLock(file, STALE_MS);
+      const started = performance.now();
+      await expect(acquireLock(file, STALE_MS, { maxWaitMs: 600 })).rejects.toBeInstanceOf(LockBusyError);
+      const waited = performance.now() - started;
+      reportTiming('a busy lock given up with maxWaitMs 600', waited, 600 + 200, 'ms');
+      expect(waited).toBeGreaterThanOrEqual(400);
+      expect(waited).toBeLessThan(generous(600 + 200));
+      await held.release();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
