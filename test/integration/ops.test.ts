@@ -134,7 +134,9 @@ describe('GET /metrics', () => {
     await waitFor(async () => {
       const scrape = (await get(cluster, '/metrics')).text;
       last = ['countapp_worker_metrics_scraped', 'countapp_worker_persist_ids_total', 'countapp_worker_items_new_total', 'countapp_worker_pending_ids'].map((name) => `${name} ${JSON.stringify(samples(scrape, name))}`).join('\n');
-      return sum(samples(scrape, 'countapp_worker_persist_ids_total')) >= 100 && sum(samples(scrape, 'countapp_worker_items_new_total')) === 25;
+      // Every distinct id went through some round (a worker persists an id it got twice
+      // once, and a hand-over's ids once more at their owner: the sum depends on routing).
+      return sum(samples(scrape, 'countapp_worker_persist_ids_total')) >= 25 && sum(samples(scrape, 'countapp_worker_items_new_total')) === 25;
     }, 30_000, 'the workers persisting the items').catch((err: Error) => {
       throw new Error(`${err.message}; last scrape:\n${last}`);
     });
