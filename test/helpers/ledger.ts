@@ -29,6 +29,17 @@ export class Ledger {
     }
   }
 
+  /** The same record without one tenant's ids (the batches it was in still count as told). */
+  withoutTenant(tenant: string): Ledger {
+    const copy = new Ledger();
+    for (const [name, ids] of this.acked) if (name !== tenant) copy.acked.set(name, ids);
+    for (const [name, ids] of this.sent) if (name !== tenant) copy.sent.set(name, ids);
+    copy.ok = this.ok;
+    copy.failed = this.failed;
+    for (const [status, n] of this.statuses) copy.statuses.set(status, n);
+    return copy;
+  }
+
   /** Posts `batch` through `cluster` (or to `target`) and records what the client was told. */
   async post(cluster: Cluster, batch: readonly Item[], target?: string): Promise<number> {
     Ledger.#record(this.sent, batch);
