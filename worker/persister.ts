@@ -49,7 +49,7 @@ function holdsAny(map: IdMap, tenants: ReadonlySet<string>): boolean {
 }
 
 /** Waits for `work` until `stopBy` (epoch ms) at the latest; true when it settled in time. */
-async function settledBy(work: Promise<unknown>, stopBy: number | undefined): Promise<boolean> {
+export async function settledBy(work: Promise<unknown>, stopBy: number | undefined): Promise<boolean> {
   if (stopBy === undefined) {
     await work.catch(() => {});
     return true;

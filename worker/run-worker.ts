@@ -7,7 +7,7 @@ import { membershipDigest, type MemberInfo } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 import { LockHeldError, ProcessLock } from '../shared/process-lock.js';
 import { Pending } from './pending.js';
-import { Persister, type RoundResult } from './persister.js';
+import { Persister, settledBy, type RoundResult } from './persister.js';
 import { createWorkerServer, type WorkerServer } from './server.js';
 import { createStore } from './store/create-store.js';
 import { FileStore } from './store/files.js';
@@ -132,15 +132,14 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
       };
       let round = await persistLeftovers(await rounds.close(stopBy));
       // No hand-over is taken from here on: a worker still holding ids for this one's
-      // tenants merges them itself, under the shard locks this one then lets go. If some
-      // came in after the last round (the log's current segment is not empty), one more
-      // round persists them and drops their log segments, so a clean stop leaves no log
-      // behind — while time allows; otherwise the log keeps them.
-      await server?.closeHandoffs();
+      // tenants merges them itself once this one has let go of its shard locks (it retries
+      // after a pause). If some came in after the last round (the log's current segment is
+      // not empty), one more round persists them and drops their log segments, so a clean
+      // stop leaves no log behind — while time allows; otherwise the log keeps them.
+      if (server !== undefined) await settledBy(server.closeHandoffs(), stopBy);
       if ((pending.ids > 0 || wal.status().bytes > 0) && Date.now() < stopBy - FINAL_ROUND_PAUSE_MS) {
         round = await persistLeftovers(await rounds.persistNow(stopBy));
       }
-      await store.retire();
       const persisted = round.ok && pending.ids === 0;
       if (!persisted) {
         log.warn(`stopping with ${pending.ids} id(s) not yet persisted: they stay in the write-ahead log ${walFolder} and are persisted at the next start (or by another worker)`);

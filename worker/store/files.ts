@@ -48,8 +48,6 @@ export class FileStore implements Store {
   readonly #ownership: Ownership;
   readonly #handoff: HandoffClient;
   #handoffs = { sent: 0, failed: 0 };
-  /** Set by retire(): membership changes no longer make this worker take shard locks. */
-  #retired = false;
 
   constructor(options: FileStoreOptions) {
     this.#options = options;
@@ -133,7 +131,7 @@ export class FileStore implements Store {
 
   setMembers(members: readonly Member[]): void {
     this.#ownership.setMembers(members);
-    if (!this.#retired) void this.#merges.own(this.#ownedShards());
+    void this.#merges.own(this.#ownedShards());
     const urls = new Set(members.map((member) => member.url));
     this.#handoff.close((url) => urls.has(url)).catch(() => {});
   }
@@ -149,11 +147,6 @@ export class FileStore implements Store {
     const shards: number[] = [];
     for (let shard = 0; shard < SHARDS; shard++) if (this.#ownership.ownsShard(shard)) shards.push(shard);
     return shards;
-  }
-
-  async retire(): Promise<void> {
-    this.#retired = true;
-    await this.#merges.own([]);
   }
 
   async repair(): Promise<void> {

@@ -303,9 +303,6 @@ export class RedisStore implements Store {
   /** Nothing of Redis lives in the database folder. */
   async repair(): Promise<void> {}
 
-  /** No worker writes for another with Redis: nothing to let go. */
-  async retire(): Promise<void> {}
-
   status(): StoreStatus {
     return {
       kind: this.kind,

@@ -56,8 +56,8 @@ export class ShardLocks {
     // Another live worker keeps the lock of a shard it owns: waiting for it would only wait
     // out the stale time. Try once; the ids are retried shortly (or handed over by then).
     // A stopping worker retries too, after a pause: an owner stopping beside it lets its
-    // locks go once it takes no more hand-overs (Store.retire). Waiting here instead would
-    // hold locks being taken when a slow stop is SIGKILLed at kill_timeout.
+    // locks go when it exits, after it stopped taking hand-overs. Waiting here instead
+    // would hold locks being taken when a slow stop is SIGKILLed at kill_timeout.
     const foreign = this.#owned !== null && !this.#owned.has(shard);
     const lock = await this.#acquire(shard, foreign ? 0 : maxWaitMs);
     if (this.#owned?.has(shard) === true) {

@@ -39,12 +39,6 @@ export interface Store {
   setMembers(members: readonly Member[]): void;
   /** The database was found damaged (its folder deleted, say): write back what this worker still holds in memory. */
   repair(): Promise<void>;
-  /**
-   * The worker is stopping, has persisted what it held and takes no more hand-overs: it
-   * writes nothing more for the other workers. Files: it lets go of the shards it owns,
-   * so workers stopping beside it can merge what they still hold under those locks.
-   */
-  retire(): Promise<void>;
   status(): StoreStatus;
   close(): Promise<void>;
 }
