@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Pool } from 'undici';
 import type { Config } from '../shared/config.js';
+import { HANDOVER_MEMORY_MS } from '../shared/consistency.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -20,6 +21,30 @@ const ERROR_BODY_LIMIT = 16 * 1024;
  * passes it on): one more round of flushes then (see prepare()).
  */
 export const MEMBERSHIP_SETTLE_MS = 5000;
+
+/** What a worker's flush said of its hand-overs, and when (performance.now()) its answer came. */
+interface FlushAnswer {
+  readonly handingOver: boolean;
+  /** How long before its answer a persist that handed these tenants over ended; null: none in HANDOVER_MEMORY_MS. */
+  readonly handedOverMsAgo: number | null;
+  readonly answeredAt: number;
+}
+
+/** Clock steps (performance.now() is fine-grained; this only absorbs rounding). */
+const CLOCK_SLACK_MS = 5;
+
+/**
+ * Whether a worker's hand-over of these tenants may have reached their owner after the
+ * owner's flush of a read that began at `started`: under way, or ended at most
+ * `handedOverMsAgo` before the answer came (so no earlier than answeredAt − ago, whatever
+ * the network took), which is after the read began — or the read is older than what
+ * workers remember.
+ */
+function handedOverDuring(answer: FlushAnswer, started: number): boolean {
+  if (answer.handingOver) return true;
+  if (answer.answeredAt - started > HANDOVER_MEMORY_MS) return true;
+  return answer.handedOverMsAgo !== null && answer.answeredAt - answer.handedOverMsAgo >= started - CLOCK_SLACK_MS;
+}
 
 export interface StrongReadsOptions {
   readonly log: Logger;
@@ -53,7 +78,7 @@ function refusalOf(status: number, body: Buffer): string {
 /**
  * Prepares strong reads: before the count is read, every configured worker persists the
  * tenants' acknowledged ids and waits until every worker counts them (`POST
- * /internal/flush`, to all in parallel, with the cluster secret; two or three rounds). A worker that is not live, a
+ * /internal/flush`, to all in parallel, with the cluster secret; one to three rounds). A worker that is not live, a
  * removed one still stopping, a log left by a worker that is gone, or a flush that fails
  * means some acknowledged ids may not be countable now: the read is refused (503
  * `strong_read_unavailable`), never answered stale.
@@ -98,18 +123,19 @@ export class StrongReads {
     const workers = this.#liveTargets();
     await this.#checkOrphanedLogs(config.database, workers);
     const body = JSON.stringify({ tenants });
-    // Two rounds of flushes, always. A worker's flush makes visible what it holds and waits
-    // for the persists it had begun, but a persist round may have handed ids to their
-    // tenant's owner after the owner's flush was done — even a round that ended before the
-    // worker's own flush began, so the worker cannot tell (its `handingOver` misses that
-    // case: a strong read missed 2 batches in 1 of 200 rounds under load). Once every flush
-    // of the first round has answered, every such hand-over has been answered too: the
-    // owner holds those ids, pending or in a merge its next flush waits for.
+    // Rounds of flushes. A worker's flush makes visible what it holds and waits for the
+    // persists it had begun, but a persist round may hand ids to their tenant's owner just
+    // after the owner's own flush. Under way, the worker says so (`handingOver`) and its
+    // flush ends only once they have arrived; already over, it says how long ago
+    // (`handedOverMsAgo`), and if that may have been after this read began the ids may
+    // still be on their way into the owner's file. Either way a second round finds them.
+    let handOverRound = false;
     let membershipRound = performance.now() - this.#liveChangedAt() < MEMBERSHIP_SETTLE_MS;
     for (let round = 1; ; round++) {
-      await Promise.all(workers.map((spec) => this.#flush(spec.url, spec.id, body, deadline)));
+      const answers = await Promise.all(workers.map((spec) => this.#flush(spec.url, spec.id, body, deadline)));
+      if (round === 1) handOverRound = answers.some((answer) => handedOverDuring(answer, started));
       if (this.#liveChangedAt() > started) membershipRound = true;
-      if (round >= 2 + Number(membershipRound)) break;
+      if (round >= 1 + Number(handOverRound) + Number(membershipRound)) break;
     }
     // A worker that went down meanwhile may have taken hand-overs after its flush.
     this.#liveTargets();
@@ -147,8 +173,11 @@ export class StrongReads {
     }
   }
 
-  /** One worker's flush; throws `strong_read_unavailable` naming the worker when it fails. */
-  async #flush(url: string, id: string, body: string, deadline: number): Promise<void> {
+  /**
+   * One worker's flush; resolves with what it said of its hand-overs of these tenants
+   * (see handedOverDuring), throws `strong_read_unavailable` naming the worker when it fails.
+   */
+  async #flush(url: string, id: string, body: string, deadline: number): Promise<FlushAnswer> {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw unavailable(`the workers did not persist within \`forward_deadline\` (${this.#config.forward_deadline} s)`);
     let answer;
@@ -167,6 +196,15 @@ export class StrongReads {
       throw unavailable(`${id} could not be asked to (${typeof code === 'string' ? code : (err as Error).message})`, err);
     }
     if (answer.status !== 200) throw unavailable(`${id} could not: ${refusalOf(answer.status, answer.body)}`);
+    const answeredAt = performance.now();
+    try {
+      const value = JSON.parse(answer.body.toString('utf8')) as { handingOver?: unknown; handedOverMsAgo?: unknown } | null;
+      // Anything but a plain `false` and a number (or null: none lately) asks for another round: the safe side.
+      const ago = value?.handedOverMsAgo;
+      return { handingOver: value?.handingOver !== false, handedOverMsAgo: ago === null ? null : typeof ago === 'number' && ago >= 0 ? ago : 0, answeredAt };
+    } catch {
+      return { handingOver: true, handedOverMsAgo: 0, answeredAt };
+    }
   }
 
   #pool(url: string): Pool {

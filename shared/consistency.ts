@@ -9,6 +9,13 @@ import { queryValues } from './query-params.js';
  */
 export type Consistency = 'eventual' | 'strong';
 
+/**
+ * How long a worker remembers which tenants a finished persist handed to their owners
+ * (`handedOverMsAgo` of its flush answer): a strong read that has lasted longer than this
+ * asks every worker twice whatever they answer.
+ */
+export const HANDOVER_MEMORY_MS = 120_000;
+
 /** The `consistency` parameter of a count's query (everything after `?`): absent → `eventual`; given once; any letter case. */
 export function consistencyOf(query: string): Consistency {
   // Most counts have no query beyond a plain tenant: skip the split (a key may be percent-encoded).

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.js';
+import { HANDOVER_MEMORY_MS } from '../shared/consistency.js';
 import { describeError } from '../shared/describe-error.js';
 import { observePersistRound } from './metrics.js';
 import type { Pending } from './pending.js';
@@ -76,6 +77,7 @@ const FIRST_RETRY_MS = 1000;
  */
 export const HANDOFF_GATHER_MS = 25;
 
+
 /**
  * Moves acknowledged ids from the worker's memory and write-ahead log into the store.
  *
@@ -110,6 +112,8 @@ export class Persister {
   #roundPersist: Promise<IdMap> | undefined;
   /** The ids that round persists (they may go to other workers without waiting to be visible there). */
   #roundTaken: IdMap | undefined;
+  /** Tenants of the persists that ended lately without waiting for visibility, oldest first (see handedOverMsAgo). */
+  readonly #handovers: { readonly at: number; readonly tenants: ReadonlySet<string> }[] = [];
   /** Re-logs not finished yet, and how many ever failed: a round deletes nothing while one of its window failed. */
   readonly #relogs = new Set<Promise<void>>();
   #relogFailures = 0;
@@ -230,6 +234,7 @@ export class Persister {
     this.#inFlight.add(taken);
     const work = (async () => {
       const failed = await this.#store.persist(taken, { visible: options.visible, ...(this.#stopBy === undefined ? {} : { stopBy: this.#stopBy }) });
+      if (!options.visible) this.#noteHandedOver(taken);
       this.#relog(failed);
       const result = new Set(failed.keys());
       if (options.visible && round !== undefined) {
@@ -267,11 +272,42 @@ export class Persister {
    * which waits for exactly these.
    */
   handingOver(tenants: ReadonlySet<string>): boolean {
+    this.#forgetOldHandovers();
     if (this.#roundTaken !== undefined && holdsAny(this.#roundTaken, tenants)) return true;
     for (const { taken, visible } of this.#flushes.values()) {
       if (!visible && holdsAny(taken, tenants)) return true;
     }
     return false;
+  }
+
+  /**
+   * How long ago (ms) the latest persist that handed ids of these tenants to their owners
+   * without waiting until every worker counted them ended; undefined when none did lately.
+   * Such ids may have reached their owner only after the owner's flush for a strong read
+   * that began before this persist ended — and this worker's flush cannot wait for a
+   * persist that is over. The coordinator compares this with when its read began and asks
+   * every worker once more when it may have happened during the read.
+   */
+  handedOverMsAgo(tenants: ReadonlySet<string>): number | undefined {
+    this.#forgetOldHandovers();
+    const now = performance.now();
+    for (let i = this.#handovers.length - 1; i >= 0; i--) {
+      const { at, tenants: handed } = this.#handovers[i]!;
+      for (const tenant of tenants) if (handed.has(tenant)) return now - at;
+    }
+    return undefined;
+  }
+
+  /** A persist that did not wait for visibility ended: remember its tenants a while (see handedOverMsAgo). */
+  #noteHandedOver(taken: IdMap): void {
+    if (taken.size === 0) return;
+    this.#handovers.push({ at: performance.now(), tenants: new Set(taken.keys()) });
+    this.#forgetOldHandovers();
+  }
+
+  #forgetOldHandovers(): void {
+    const cutoff = performance.now() - HANDOVER_MEMORY_MS;
+    while (this.#handovers.length > 0 && this.#handovers[0]!.at < cutoff) this.#handovers.shift();
   }
 
   /** Like flush, but requests of one turn of the event loop go out together (ids handed over by several workers at once). */
@@ -335,6 +371,7 @@ export class Persister {
         ({ adopted: adoptions, failed } = await work);
       } finally {
         if (this.#roundPersist === persisting) {
+          this.#noteHandedOver(snapshot);
           this.#roundPersist = undefined;
           this.#roundTaken = undefined;
         }

@@ -214,11 +214,12 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       const wanted = new Set(tenants as string[]);
       // Taken just before the flush, which waits for the same persists: see Persister.handingOver.
       const handingOver = persister.handingOver(wanted);
+      const handedOverMsAgo = persister.handedOverMsAgo(wanted) ?? null;
       const failed = await persister.flush(wanted, { visible: true, earlier: true });
       if (failed.size > 0) {
         throw new AppError('storage_unavailable', `${failed.size} tenant(s) could not be persisted now (see the worker's log); their ids are safe in its write-ahead log.`);
       }
-      sendJson(res, 200, { flushed: tenants.length, handingOver });
+      sendJson(res, 200, { flushed: tenants.length, handingOver, handedOverMsAgo });
     } catch (err) {
       sendError(res, err, log, 'POST /internal/flush');
     }
