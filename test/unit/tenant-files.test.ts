@@ -90,6 +90,23 @@ describe('TenantFiles', () => {
     expect(a.vanished()).toEqual([]);
   });
 
+  it('a distrusted tenant (its lock was lost) is read afresh, and what it held is written back even when its file is gone', () => {
+    const a = files();
+    a.mergeLocked('deleted', ['1', '2']);
+    a.mergeLocked('appended', ['1']);
+    // The lock was lost: the database deleted under it, or another process appended meanwhile.
+    rmSync(tenantFilePath(dir, 'deleted'));
+    files().mergeLocked('appended', ['9']);
+    a.distrust(() => true);
+    expect(a.held()).toEqual({ tenants: 2, ids: 3 });
+    expect(a.vanished().sort()).toEqual(['appended', 'deleted']);
+    expect(a.mergeLocked('deleted', [])).toBe(2);
+    expect(a.mergeLocked('appended', ['1', '5'])).toBe(1);
+    expect(files().count('deleted')).toBe(2);
+    expect(files().count('appended')).toBe(3);
+    expect(parseTenantLines(readFileSync(tenantFilePath(dir, 'appended'), 'utf8')).ids.sort()).toEqual(['1', '5', '9']);
+  });
+
   it('refuses a tenant path that is a symlink or a directory, naming the file, and writes nothing through it', () => {
     const outside = path.join(dir, '..', `${path.basename(dir)}-outside.json`);
     writeFileSync(outside, '');

@@ -42,9 +42,10 @@ export class LocalMerges implements MergeBackend {
       database: options.database,
       staleMs: () => this.#staleMs,
       onLost: (shard) => {
-        // Another process took the shard over while we stalled: what we hold of it may be behind the file now.
+        // Another process took the shard over while we stalled (or the lock was deleted): what
+        // we hold of it may be behind the file now, or the file gone. Read afresh, keep the ids.
         this.#log.warn(`the lock of shard ${shard} was taken over by another process; reading its tenants' files afresh`);
-        this.#files.forget((tenant) => shardOf(tenant) !== shard);
+        this.#files.distrust((tenant) => shardOf(tenant) === shard);
       },
     });
     this.#merger = new Merger({ files: this.#files, locks: this.#locks, log: options.log });

@@ -36,6 +36,8 @@ interface CachedCount {
 /** Counts of files remembered by (inode, size): a count query on an unchanged file costs one lstat. */
 const MAX_CACHED_COUNTS = 100_000;
 const OPEN_READ = constants.O_RDONLY | constants.O_NOFOLLOW;
+/** The identity of a tenant whose file must be read afresh (see distrust): matches no file, and is not '' (no file yet). */
+const DISTRUSTED = 'distrusted';
 const OPEN_APPEND = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
 
 /**
@@ -96,6 +98,16 @@ export class TenantFiles {
       }
     }
     return dropped;
+  }
+
+  /**
+   * Tenants whose files another process may have written while this one believed it held
+   * their lock (it was taken over): each is read afresh at its next merge, and ids held
+   * here but missing from the file are written back — never forgotten, as the file may be
+   * gone (deleted with the lock) and these ids the only copy left.
+   */
+  distrust(which: (tenant: string) => boolean): void {
+    for (const [name, tenant] of this.#loaded) if (which(name)) tenant.identity = DISTRUSTED;
   }
 
   /** Tenants held whose file is no longer the one their ids were read from (deleted, replaced). */
