@@ -87,8 +87,9 @@ describe('GET /status', () => {
     // Persisted within a round (worker_persist: 1) and reported by the next health check.
     await waitFor(async () => {
       const status = (await get(cluster, '/status')).json;
-      return status.workers.every((w: any) => w.lastPersist !== null) && status.workers.reduce((n: number, w: any) => n + (w.tenants ?? 0), 0) === 3;
-    }, 15_000, 'both workers reporting a persist, and the 3 tenants held by their writers');
+      // Nothing pending either: a worker's first round may come before the second batch reaches it.
+      return status.workers.every((w: any) => w.lastPersist !== null && w.pendingIds === 0) && status.workers.reduce((n: number, w: any) => n + (w.tenants ?? 0), 0) === 3;
+    }, 15_000, 'both workers reporting a persist, nothing pending, and the 3 tenants held by their writers');
     const { status, json } = await get(cluster, '/status');
     expect(status).toBe(200);
     expect(json).toMatchObject({ version: '1.0.0', pid: cluster.pid, ready: true, notReadyReason: null, configFile: cluster.configFile, configError: null, itemsAccepted: 40 });
