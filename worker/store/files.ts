@@ -136,6 +136,10 @@ export class FileStore implements Store {
     this.#handoff.close((url) => urls.has(url)).catch(() => {});
   }
 
+  windDown(at: number): void {
+    this.#merges.setDeadline(at);
+  }
+
   /** A new `lock_stale`: every process must use the same, so it applies at once. */
   setStaleMs(ms: number): void {
     this.#merges.setStaleMs(ms);

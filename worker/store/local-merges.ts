@@ -67,6 +67,10 @@ export class LocalMerges implements MergeBackend {
     this.#staleMs = ms;
   }
 
+  setDeadline(at: number): void {
+    this.#merger.setDeadline(at);
+  }
+
   async repair(): Promise<number> {
     mkdirSync(locksFolder(this.#database), { recursive: true, mode: DATA_DIR_MODE });
     const vanished = this.#files.vanished();

@@ -13,6 +13,8 @@ export interface MergeBackend {
   own(shards: readonly number[] | null): Promise<void>;
   /** A new `lock_stale`, ms. */
   setStaleMs(ms: number): void;
+  /** The worker is stopping: every merge, whenever it was asked for, gives up shards not written by `at` (epoch ms). */
+  setDeadline(at: number): void;
   /** Writes back tenant files that were deleted or replaced under us; resolves with how many. */
   repair(): Promise<number>;
   /** Makes what was appended so far survive a power cut (when `sync`); rejects when it could not. */

@@ -5,6 +5,7 @@ export type ThreadRequest =
   | { readonly type: 'merge'; readonly id: number; readonly chunks: readonly string[]; readonly stopBy?: number }
   | { readonly type: 'own'; readonly id: number; readonly shards: readonly number[] | null }
   | { readonly type: 'stale'; readonly id: number; readonly ms: number }
+  | { readonly type: 'deadline'; readonly id: number; readonly at: number }
   | { readonly type: 'repair'; readonly id: number }
   | { readonly type: 'checkpoint'; readonly id: number; readonly sync: boolean }
   | { readonly type: 'close'; readonly id: number };

@@ -51,6 +51,10 @@ async function handle(request: ThreadRequest): Promise<void> {
         merges.setStaleMs(request.ms);
         reply({});
         return;
+      case 'deadline':
+        merges.setDeadline(request.at);
+        reply({});
+        return;
       case 'repair':
         reply({ written: await merges.repair() });
         return;

@@ -51,6 +51,8 @@ export class Merger {
   #running: Promise<void> | undefined;
   /** Set by stop(): shards not begun yet are given up at once. */
   #stopped = false;
+  /** Set by setDeadline(): epoch ms by which every merge, even one asked for before, gives up. */
+  #deadline = Infinity;
 
   constructor(options: MergerOptions) {
     this.#options = options;
@@ -67,6 +69,15 @@ export class Merger {
       this.#queue.push({ map, stopBy, resolve });
       this.#running ??= this.#run();
     });
+  }
+
+  /**
+   * The worker is stopping: merges under way or asked for later give up what is not
+   * written by `at`, like a merge given that `stopBy` (a merge asked for before the stop
+   * began has none, and could otherwise hold shard locks until the worker is SIGKILLed).
+   */
+  setDeadline(at: number): void {
+    this.#deadline = Math.min(this.#deadline, at);
   }
 
   /** The worker is stopping now: shards not begun are given up (their ids stay in the write-ahead log); resolves once the one being written is done. */
@@ -127,7 +138,8 @@ export class Merger {
         const fail = (error: unknown): void => {
           for (const tenant of tenants) failed.set(tenant, { ids: map.get(tenant)!, error });
         };
-        const remaining = stopBy === undefined ? undefined : stopBy - Date.now();
+        const until = Math.min(stopBy ?? Infinity, this.#deadline);
+        const remaining = until === Infinity ? undefined : until - Date.now();
         if (this.#stopped || (remaining !== undefined && remaining <= 0)) {
           fail(new DeadlineError('the worker is stopping and its time to persist is up'));
           continue;
@@ -142,7 +154,7 @@ export class Merger {
         try {
           for (const tenant of tenants) {
             // A stopping worker lets go on time even in the middle of a big shard.
-            if (this.#stopped || (stopBy !== undefined && Date.now() >= stopBy)) {
+            if (this.#stopped || Date.now() >= Math.min(stopBy ?? Infinity, this.#deadline)) {
               failed.set(tenant, { ids: map.get(tenant)!, error: new DeadlineError('the worker is stopping and its time to persist is up') });
               continue;
             }

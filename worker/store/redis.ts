@@ -300,6 +300,9 @@ export class RedisStore implements Store {
     this.#members = members.length;
   }
 
+  /** A persist's commands end on their own (each is bounded); nothing holds a lock to let go. */
+  windDown(): void {}
+
   /** Nothing of Redis lives in the database folder. */
   async repair(): Promise<void> {}
 

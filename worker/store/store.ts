@@ -35,6 +35,8 @@ export interface Store {
   checkpoint(): Promise<void>;
   /** The tenant's distinct count as the store holds it. */
   count(tenant: string): Promise<number>;
+  /** The worker is stopping: store work under way or to come gives up what is not done by `at` (epoch ms). */
+  windDown(at: number): void;
   /** The live workers of the cluster changed. */
   setMembers(members: readonly Member[]): void;
   /** The database was found damaged (its folder deleted, say): write back what this worker still holds in memory. */

@@ -87,6 +87,10 @@ export class ThreadedMerges implements MergeBackend {
     return this.#ask({ type: 'own', shards }).then(() => {}, (err: unknown) => this.#log.warn('the merge thread could not take the new shard ownership', err));
   }
 
+  setDeadline(at: number): void {
+    this.#ask({ type: 'deadline', at }).catch(() => {});
+  }
+
   setStaleMs(ms: number): void {
     this.#ask({ type: 'stale', ms }).catch(() => {});
   }
