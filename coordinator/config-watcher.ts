@@ -206,7 +206,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
   #onEvent(event: 'add' | 'change' | 'unlink', file: string): void {
     if (this.#closing || path.resolve(file) !== this.#file) return;
     if (event === 'unlink') {
-      this.#reportOnce('missing', () => this.#log.warn('config file removed; keeping the last good config'));
+      this.#reportMissing();
       return;
     }
     // Wait for the writes of one save to settle, so a half-written file is not judged.
@@ -259,6 +259,18 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
     this.#retryTimer.unref();
   }
 
+  /**
+   * The file is gone: said once, and shown as the config's problem. One place for both, as
+   * the watcher's unlink event and the periodic re-read race to see it first (the event
+   * used to log without setting the problem, and the re-read then stayed silent).
+   */
+  #reportMissing(): void {
+    this.#reportOnce('missing', () => {
+      this.#problem = { at: Date.now(), message: 'the config file was removed' };
+      this.#log.warn('config file removed; keeping the last good config');
+    });
+  }
+
   /** Logs through `report` unless `key` is what was reported last. */
   #reportOnce(key: string, report: () => void): void {
     if (this.#reported === key) return;
@@ -277,10 +289,7 @@ export class ConfigWatcher extends EventEmitter<ConfigWatcherEvents> {
       }
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
       if (code === 'ENOENT') {
-        this.#reportOnce('missing', () => {
-          this.#problem = { at: Date.now(), message: 'the config file was removed' };
-          this.#log.warn('config file removed; keeping the last good config');
-        });
+        this.#reportMissing();
       } else {
         const own = ownResourceErrorCode(err);
         this.#reportOnce(`read ${code}`, () => {
