@@ -77,7 +77,6 @@ const FIRST_RETRY_MS = 1000;
  */
 export const HANDOFF_GATHER_MS = 25;
 
-
 /**
  * Moves acknowledged ids from the worker's memory and write-ahead log into the store.
  *
@@ -112,8 +111,11 @@ export class Persister {
   #roundPersist: Promise<IdMap> | undefined;
   /** The ids that round persists (they may go to other workers without waiting to be visible there). */
   #roundTaken: IdMap | undefined;
-  /** Tenants of the persists that ended lately without waiting for visibility, oldest first (see handedOverMsAgo). */
-  readonly #handovers: { readonly at: number; readonly tenants: ReadonlySet<string> }[] = [];
+  /**
+   * When a persist that did not wait for visibility last ended, by tenant, oldest first
+   * (each note moves its tenants to the end): see handedOverMsAgo.
+   */
+  readonly #handedOverAt = new Map<string, number>();
   /** Re-logs not finished yet, and how many ever failed: a round deletes nothing while one of its window failed. */
   readonly #relogs = new Set<Promise<void>>();
   #relogFailures = 0;
@@ -272,7 +274,6 @@ export class Persister {
    * which waits for exactly these.
    */
   handingOver(tenants: ReadonlySet<string>): boolean {
-    this.#forgetOldHandovers();
     if (this.#roundTaken !== undefined && holdsAny(this.#roundTaken, tenants)) return true;
     for (const { taken, visible } of this.#flushes.values()) {
       if (!visible && holdsAny(taken, tenants)) return true;
@@ -289,25 +290,24 @@ export class Persister {
    * every worker once more when it may have happened during the read.
    */
   handedOverMsAgo(tenants: ReadonlySet<string>): number | undefined {
-    this.#forgetOldHandovers();
     const now = performance.now();
-    for (let i = this.#handovers.length - 1; i >= 0; i--) {
-      const { at, tenants: handed } = this.#handovers[i]!;
-      for (const tenant of tenants) if (handed.has(tenant)) return now - at;
-    }
-    return undefined;
+    let latest = -Infinity;
+    for (const tenant of tenants) latest = Math.max(latest, this.#handedOverAt.get(tenant) ?? -Infinity);
+    return latest >= now - HANDOVER_MEMORY_MS ? now - latest : undefined;
   }
 
   /** A persist that did not wait for visibility ended: remember its tenants a while (see handedOverMsAgo). */
   #noteHandedOver(taken: IdMap): void {
-    if (taken.size === 0) return;
-    this.#handovers.push({ at: performance.now(), tenants: new Set(taken.keys()) });
-    this.#forgetOldHandovers();
-  }
-
-  #forgetOldHandovers(): void {
-    const cutoff = performance.now() - HANDOVER_MEMORY_MS;
-    while (this.#handovers.length > 0 && this.#handovers[0]!.at < cutoff) this.#handovers.shift();
+    const now = performance.now();
+    for (const tenant of taken.keys()) {
+      this.#handedOverAt.delete(tenant);
+      this.#handedOverAt.set(tenant, now);
+    }
+    // Oldest first: forget from the front what no strong read can still be waiting on.
+    for (const [tenant, at] of this.#handedOverAt) {
+      if (at >= now - HANDOVER_MEMORY_MS) break;
+      this.#handedOverAt.delete(tenant);
+    }
   }
 
   /** Like flush, but requests of one turn of the event loop go out together (ids handed over by several workers at once). */

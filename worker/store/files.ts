@@ -56,7 +56,7 @@ export class FileStore implements Store {
     this.#handoff = new HandoffClient(options.secret);
     const backend = { database: options.database, log: options.log, staleMs: options.lockStaleMs };
     this.#merges = options.thread === true ? new ThreadedMerges(backend) : new LocalMerges(backend);
-    void this.#merges.own(this.#ownedShards());
+    this.#merges.own(this.#ownedShards());
   }
 
   async persist(map: IdMap, options: PersistOptions = {}): Promise<IdMap> {
@@ -131,7 +131,7 @@ export class FileStore implements Store {
 
   setMembers(members: readonly Member[]): void {
     this.#ownership.setMembers(members);
-    void this.#merges.own(this.#ownedShards());
+    this.#merges.own(this.#ownedShards());
     const urls = new Set(members.map((member) => member.url));
     this.#handoff.close((url) => urls.has(url)).catch(() => {});
   }

@@ -58,9 +58,9 @@ export class LocalMerges implements MergeBackend {
     return outcome;
   }
 
-  own(shards: readonly number[] | null): Promise<void> {
+  own(shards: readonly number[] | null): void {
     this.#owned = shards === null ? null : new Set(shards);
-    return this.#locks.own(shards).catch((err: unknown) => this.#log.warn('could not let go of the locks of shards no longer owned', err));
+    this.#locks.own(shards).catch((err: unknown) => this.#log.warn('could not let go of the locks of shards no longer owned', err));
   }
 
   setStaleMs(ms: number): void {

@@ -9,8 +9,8 @@ import type { MergeOutcome } from './merger.js';
 export interface MergeBackend {
   /** Merges `map` into the tenant files; never rejects (failures are in the outcome). */
   merge(map: IdMap, stopBy?: number): Promise<MergeOutcome>;
-  /** The shards this worker owns now (their locks are kept; the others' let go); null while no membership is known. Resolves once the locks let go are released. */
-  own(shards: readonly number[] | null): Promise<void>;
+  /** The shards this worker owns now (their locks are kept; the others' let go); null while no membership is known. */
+  own(shards: readonly number[] | null): void;
   /** A new `lock_stale`, ms. */
   setStaleMs(ms: number): void;
   /** The worker is stopping: every merge, whenever it was asked for, gives up shards not written by `at` (epoch ms). */

@@ -44,7 +44,7 @@ async function handle(request: ThreadRequest): Promise<void> {
         return;
       }
       case 'own':
-        await merges.own(request.shards);
+        merges.own(request.shards);
         reply({});
         return;
       case 'stale':

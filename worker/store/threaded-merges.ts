@@ -83,8 +83,8 @@ export class ThreadedMerges implements MergeBackend {
     return { written: reply.written ?? 0, failed };
   }
 
-  own(shards: readonly number[] | null): Promise<void> {
-    return this.#ask({ type: 'own', shards }).then(() => {}, (err: unknown) => this.#log.warn('the merge thread could not take the new shard ownership', err));
+  own(shards: readonly number[] | null): void {
+    this.#ask({ type: 'own', shards }).catch((err: unknown) => this.#log.warn('the merge thread could not take the new shard ownership', err));
   }
 
   setDeadline(at: number): void {
