@@ -25,9 +25,14 @@ export async function probe(child: BenchChild, url: string, profile: Profile, du
   return result;
 }
 
-/** Reports a probe that lost answers (a problem of the run, not a missed target). */
-export function checkProbe(ctx: Context, what: string, result: ProbeResult, expected: number): void {
-  if (result.failures > 0 || result.latencies.length < expected * 0.9) {
+/**
+ * Reports a probe that lost answers (a problem of the run, not a missed target). With
+ * `refusalsMeasured`, 503s are answers the product may give (a strong read it cannot make
+ * sure of): the section reports them as a figure instead.
+ */
+export function checkProbe(ctx: Context, what: string, result: ProbeResult, expected: number, options: { refusalsMeasured?: boolean } = {}): void {
+  const refused = options.refusalsMeasured === true ? (result.statuses['503'] ?? 0) : 0;
+  if (result.failures - refused > 0 || result.latencies.length + refused < expected * 0.9) {
     ctx.problem(`${what}: ${result.latencies.length} answers of ~${expected} sent, ${result.failures} failed (${JSON.stringify(result.statuses)})`);
   }
 }

@@ -37,7 +37,7 @@ export async function strongReadsSection(ctx: Context, profile: Profile): Promis
     ctx.progress(`under load: strong p50 ${quantile(loadedStrong.latencies, 0.5).toFixed(2)} ms, p99 ${quantile(loadedStrong.latencies, 0.99).toFixed(2)} ms (eventual p50 ${quantile(loadedEventual.latencies, 0.5).toFixed(2)} ms); ingest meanwhile ${Math.round(ingest.itemsPerSec).toLocaleString('en-US')} items/s`);
 
     checkProbe(ctx, 'strong reads, no load', idleStrong, (rate * idleMs) / 1000);
-    checkProbe(ctx, 'strong reads under load', loadedStrong, rate * profile.countSec);
+    checkProbe(ctx, 'strong reads under load', loadedStrong, rate * profile.countSec, { refusalsMeasured: true });
     checkIngest(ctx, 'the strong-read probe', ingest);
 
     const section = `10. GET /items/{tenant}/count?consistency=strong (${rate} reads/s, 4 workers)`;
@@ -48,6 +48,7 @@ export async function strongReadsSection(ctx: Context, profile: Profile): Promis
       { section, measure: 'strong read latency p50 under ingest load', value: quantile(loadedStrong.latencies, 0.5), unit: 'ms' },
       { section, measure: 'strong read latency p99 under ingest load', value: quantile(loadedStrong.latencies, 0.99), unit: 'ms' },
       { section, measure: 'strong read latency max under ingest load', value: max(loadedStrong.latencies), unit: 'ms' },
+      { section, measure: 'strong reads refused under ingest load (503)', value: loadedStrong.statuses['503'] ?? 0, unit: 'count' },
       { section, measure: 'eventual count latency p50 under load (same rate)', value: quantile(loadedEventual.latencies, 0.5), unit: 'ms' },
       { section, measure: 'ingest meanwhile (100-item, c=32, coordinator)', value: ingest.itemsPerSec, unit: 'items/s' },
     ];
