@@ -3,6 +3,7 @@ import { DATA_FILE_MODE } from '../../shared/data-modes.js';
 import { completeLength } from '../../shared/json-lines.js';
 import { tenantFilePath } from '../../shared/tenant-file-name.js';
 import type { Logger } from '../../shared/log.js';
+import { IdSet } from './id-set.js';
 import { encodeAppend, encodeHeader, parseTenantLines, readCountAtEnd, readRange } from './tenant-file-format.js';
 
 /** A tenant file that is not a regular file (a directory, a symlink...): that tenant cannot be read or written until someone moves it away. */
@@ -18,7 +19,7 @@ export class TenantFileError extends Error {
 
 /** A tenant whose ids this worker holds because it writes the tenant's file (it owns the tenant's shard). */
 interface Loaded {
-  readonly ids: Set<string>;
+  readonly ids: IdSet;
   /** Identity of the file the ids were read from (see identityOf); '' before the file exists. */
   identity: string;
   /** Bytes read and parsed: always just after a "\n". */
@@ -198,16 +199,13 @@ export class TenantFiles {
     if (carried.length === 0 && ids.length === 0) return 0;
 
     const set = loaded.ids;
+    const heldBefore = set.size;
     const fresh: string[] = [];
     for (const id of carried) {
       set.add(id);
       fresh.push(id);
     }
-    for (const id of ids) {
-      if (set.has(id)) continue;
-      set.add(id);
-      fresh.push(id);
-    }
+    for (const id of ids) if (set.add(id)) fresh.push(id);
     if (fresh.length === 0) return 0;
     try {
       // Where our append starts: the file's size as just read (nobody else writes: we hold the lock).
@@ -227,7 +225,7 @@ export class TenantFiles {
       }
       loaded.consumed = loaded.seen = size + data.length;
     } catch (err) {
-      for (const id of fresh) set.delete(id);
+      set.truncate(heldBefore);
       loaded.seen = Number.NaN; // part of the line may be there: read the file again next time
       throw err;
     }
@@ -237,8 +235,8 @@ export class TenantFiles {
 
   /** Reads a whole tenant file into a new set (empty when there is no file). */
   #load(file: string, info: Stats | undefined): Loaded {
-    if (info === undefined) return { ids: new Set(), identity: '', consumed: 0, seen: 0 };
-    const loaded: Loaded = { ids: new Set(), identity: identityOf(info), consumed: 0, seen: 0 };
+    if (info === undefined) return { ids: new IdSet(), identity: '', consumed: 0, seen: 0 };
+    const loaded: Loaded = { ids: new IdSet(), identity: identityOf(info), consumed: 0, seen: 0 };
     this.#catchUp(file, loaded);
     return loaded;
   }
