@@ -36,6 +36,8 @@ export interface Profile {
   readonly coldStarts: number;
   readonly memoryIds: number;
   readonly memoryBatch: number;
+  /** How long the memory measurement watches a quiet worker's RSS (V8 gives back its garbage some 10-30 s after the load stops). */
+  readonly memorySettleSec: number;
 }
 
 export const FULL: Profile = {
@@ -62,6 +64,7 @@ export const FULL: Profile = {
   coldStarts: 3,
   memoryIds: 1_000_000,
   memoryBatch: 10_000,
+  memorySettleSec: 45,
 };
 
 export const SHORT: Profile = {
@@ -88,4 +91,5 @@ export const SHORT: Profile = {
   coldStarts: 1,
   memoryIds: 20_000,
   memoryBatch: 2_000,
+  memorySettleSec: 2,
 };
