@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { LOG_LEVELS, type LogLevel } from './log-level.js';
 import { defaultMaxConnections } from './open-file-limit.js';
 import { reachesListener } from './own-address.js';
@@ -325,6 +325,16 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
 /** The ConfigError for text the YAML parser refused; `reason` is the parser's message (its first line is kept). */
 export function yamlSyntaxError(reason: string, cause?: unknown): ConfigError {
   return new ConfigError(`The config is not valid YAML: ${reason.split('\n')[0]}`, undefined, { cause });
+}
+
+/**
+ * The YAML parser, loaded when a config is first parsed: a worker started by the
+ * coordinator gets its config over IPC and never needs it (it is ~40 ms of start-up).
+ */
+let yamlParse: typeof import('yaml').parse | undefined;
+function parseYaml(text: string, options: import('yaml').ParseOptions & import('yaml').DocumentOptions & import('yaml').SchemaOptions & import('yaml').ToJSOptions): unknown {
+  yamlParse ??= (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse;
+  return yamlParse(text, options);
 }
 
 /** Parses YAML text into a config; throws ConfigError with the reason (and line) when it cannot. */

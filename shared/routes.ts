@@ -19,15 +19,17 @@ export interface RouteSpec {
   readonly servers: readonly ServerRole[];
   /**
    * `hot`: matched here and handed straight to its handler (express costs ~50 µs of CPU
-   * per request for its prototypes, URL parsing and layer walk); `express`: registered on
-   * the express app, for routes that want its middleware (operations, pages).
+   * per request for its prototypes, URL parsing and layer walk): the data routes, and
+   * those a cluster calls on itself (health checks, hand-overs, flushes), so a worker never
+   * loads express unless a person asks it for metrics or its OpenAPI document; `express`:
+   * registered on the express app, for the operations pages.
    */
   readonly lane: 'hot' | 'express';
 }
 
 export const ROUTES = {
   /** `GET /`: health, and on the coordinator the workers' state. */
-  health: { path: '/', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  health: { path: '/', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'hot' },
   /** `POST /items`: a batch. */
   ingest: { path: '/items', methods: ['POST'], servers: ['coordinator', 'worker'], lane: 'hot' },
   /** `GET /items/count?tenant=NAME`: a count for any tenant, `.` and `..` included. */
@@ -37,19 +39,19 @@ export const ROUTES = {
   /** `GET /counts?tenant=a&tenant=b`: several tenants' counts in one answer, `{"counts": {"a": 1, "b": 2}}`. */
   counts: { path: '/counts', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'hot' },
   /** `GET|POST /kill`: the coordinator's graceful stop of a worker (needs the cluster secret). */
-  kill: { path: '/kill', methods: ['GET', 'POST'], servers: ['worker'], lane: 'express' },
+  kill: { path: '/kill', methods: ['GET', 'POST'], servers: ['worker'], lane: 'hot' },
   /** `POST /internal/merge`: ids another worker hands over for tenants this one writes (needs the cluster secret). */
-  handoff: { path: '/internal/merge', methods: ['POST'], servers: ['worker'], lane: 'express' },
+  handoff: { path: '/internal/merge', methods: ['POST'], servers: ['worker'], lane: 'hot' },
   /** `POST /internal/flush`: persist these tenants now and answer once every worker counts them (a strong read; needs the secret). */
-  flush: { path: '/internal/flush', methods: ['POST'], servers: ['worker'], lane: 'express' },
+  flush: { path: '/internal/flush', methods: ['POST'], servers: ['worker'], lane: 'hot' },
   /** `POST /internal/members`: the live workers, for a worker the coordinator did not spawn (needs the cluster secret). */
-  members: { path: '/internal/members', methods: ['POST'], servers: ['worker'], lane: 'express' },
+  members: { path: '/internal/members', methods: ['POST'], servers: ['worker'], lane: 'hot' },
   /** `GET /healthz`: the process is alive (liveness). */
-  healthz: { path: '/healthz', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  healthz: { path: '/healthz', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'hot' },
   /** `GET /health`: the same, under the other common spelling. */
-  healthAlias: { path: '/health', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  healthAlias: { path: '/health', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'hot' },
   /** `GET /readyz`: 200 when it can serve (the coordinator: a live worker and a config), else 503 `not_ready` with the reason. */
-  readyz: { path: '/readyz', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'express' },
+  readyz: { path: '/readyz', methods: ['GET'], servers: ['coordinator', 'worker'], lane: 'hot' },
   /** `GET /status`: the cluster's state as JSON (workers, config, persists, request counts). */
   status: { path: '/status', methods: ['GET'], servers: ['coordinator'], lane: 'express' },
   /** `GET /metrics`: Prometheus text (prom-client); the coordinator's includes every worker's, labelled `worker`. */

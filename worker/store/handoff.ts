@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { SECRET_HEADER } from '../../shared/control-secret.js';
 import { encodeIdMap, type IdMap } from './id-map.js';
 
@@ -45,7 +45,9 @@ export class HandoffClient {
   async #post(url: string, body: string, options: { visible: boolean; timeoutMs: number }): Promise<HandoffAnswer> {
     let pool = this.#pools.get(url);
     if (pool === undefined) {
-      pool = new Pool(url, { connections: PARALLEL_CHUNKS * 2 });
+      // undici is loaded at the first hand-over, not at start (~100 ms of a worker's start-up).
+      const { Pool: UndiciPool } = await import('undici');
+      pool = this.#pools.get(url) ?? new UndiciPool(url, { connections: PARALLEL_CHUNKS * 2 });
       this.#pools.set(url, pool);
     }
     const response = await pool.request({
