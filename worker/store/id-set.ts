@@ -12,6 +12,10 @@ const FIRST_SLOTS = 32;
 /** An id's bytes are stored behind their length, 7 bits per byte (LEB128): one byte below 128 bytes, three for the longest id a config allows. */
 const MAX_PREFIX = 3;
 
+/** What a set in the small form points at (shared: a million one-id tenants allocate no buffers). */
+const NO_BYTES = Buffer.alloc(0);
+const NO_SLOTS = new Uint32Array(0);
+
 /**
  * Hash seed drawn per process: ids come from clients, and a fixed hash would let one craft
  * ids that all land in the same slots (every add would then walk the whole table).
@@ -40,11 +44,11 @@ function hashBytes(bytes: Uint8Array, start: number, end: number): number {
 export class IdSet {
   /** The small form (see SMALL); undefined once compact. */
   #small: string[] | undefined = [];
-  #bytes: Buffer = Buffer.alloc(0);
+  #bytes: Buffer = NO_BYTES;
   /** Bytes of `#bytes` in use; what follows is free (and scratch space for a lookup). */
   #used = 0;
   /** 0: empty; otherwise the offset of an id's length prefix in `#bytes`, plus one. */
-  #slots = new Uint32Array(0);
+  #slots = NO_SLOTS;
   #size = 0;
 
   get size(): number {
