@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import type { Cluster } from '../../test/helpers/cluster.js';
 import { rssBytes } from '../../test/helpers/proc.js';
+import { makeTempDir } from '../../test/helpers/temp-dir.js';
 import { startBenchCluster } from '../cluster.js';
 import { getJson } from '../http.js';
 import type { Profile } from '../profile.js';
@@ -75,6 +76,22 @@ async function wrongCounts(cluster: Cluster, tenants: number, prefix: string, st
   return wrong;
 }
 
+/**
+ * What creating a small file costs on this disk right now, µs: the many-tenant figures are
+ * bound by it (a new tenant is a new file), and on some file systems it varies tenfold
+ * with what was deleted in the last minutes. The folder is removed when the run ends.
+ */
+function fileCreateMicros(files: number): number {
+  const dir = makeTempDir('countapp-create-probe-');
+  const started = performance.now();
+  for (let i = 0; i < files; i++) {
+    const fd = openSync(path.join(dir, `f${i}`), 'a');
+    writeSync(fd, '{"tenant":"probe"}\n');
+    closeSync(fd);
+  }
+  return ((performance.now() - started) * 1000) / files;
+}
+
 function inodesUsed(dir: string): number {
   const out = execFileSync('df', ['--output=iused', dir], { encoding: 'utf8' }).trim().split('\n');
   return Number(out.at(-1));
@@ -84,6 +101,10 @@ export async function manyTenantsSection(ctx: Context, profile: Profile): Promis
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
   const section = `8. Many tenants, one new id each (${WORKERS} workers, worker_persist ${PERSIST_SEC} s)`;
+  const createMicros = fileCreateMicros(2000);
+  ctx.progress(`many tenants: creating a file on this disk takes ${createMicros.toFixed(0)} µs now`);
+  rows.push({ section, measure: 'creating a small file on this disk, before the section', value: createMicros, unit: 'µs' });
+  raw.fileCreateMicros = createMicros;
   for (const tenants of [profile.manyTenants, profile.millionTenants].filter((n) => n > 0)) {
     const cluster = await startBenchCluster(WORKERS, { worker_persist: PERSIST_SEC, durability: 'fsync' });
     try {
