@@ -1,4 +1,4 @@
-import type { AxiosStatic } from 'axios';
+import axios from 'axios';
 import { describeError } from '../shared/describe-error.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
 import type { MemberInfo } from '../shared/ipc.js';
@@ -10,17 +10,6 @@ import { ownResourceErrorCode } from './resource-errors.js';
  * not the forwarder's undici pools: these calls are rare, and a fresh connection each
  * time tests what a new client would meet.
  */
-
-/**
- * Axios, loaded at the first control call rather than when the coordinator starts: with
- * its dependencies it is ~70 ms of start-up CPU, spent while the workers boot on the same
- * cores.
- */
-let axiosReady: Promise<AxiosStatic> | undefined;
-function loadAxios(): Promise<AxiosStatic> {
-  axiosReady ??= import('axios').then((module) => module.default);
-  return axiosReady;
-}
 
 /** The answer to one health check. */
 export type HealthAnswer =
@@ -34,7 +23,7 @@ export type HealthAnswer =
 /** How a health check is made; tests pass a fake one. */
 export type HealthCheck = (url: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) => Promise<HealthAnswer>;
 
-function isTimeout(axios: AxiosStatic, err: unknown): boolean {
+function isTimeout(err: unknown): boolean {
   return axios.isAxiosError(err) && (err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT');
 }
 
@@ -49,7 +38,6 @@ function parseBody(text: unknown): unknown {
 
 /** `GET <url>/`: is the worker serving? Never rejects. */
 export const checkHealth: HealthCheck = async (url, { timeoutMs, signal }) => {
-  const axios = await loadAxios();
   try {
     const res = await axios.get<string>(`${url}/`, {
       timeout: timeoutMs,
@@ -64,7 +52,7 @@ export const checkHealth: HealthCheck = async (url, { timeoutMs, signal }) => {
   } catch (err) {
     const code = ownResourceErrorCode(err);
     if (code !== undefined) return { kind: 'inconclusive', reason: describeError(err), code };
-    return { kind: 'failed', reason: describeError(err), timedOut: isTimeout(axios, err) };
+    return { kind: 'failed', reason: describeError(err), timedOut: isTimeout(err) };
   }
 };
 
@@ -79,8 +67,7 @@ export type KillAnswer =
   | { readonly kind: 'refused'; readonly reason: string };
 
 /** A control call: `POST <url><path>` with the secret; every status is an answer. */
-async function controlPost(url: string, path: string, body: unknown, secret: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) {
-  const axios = await loadAxios();
+function controlPost(url: string, path: string, body: unknown, secret: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) {
   return axios.post(`${url}${path}`, body, {
     headers: { [SECRET_HEADER]: secret },
     timeout: options.timeoutMs,
@@ -118,7 +105,6 @@ export async function postMembers(url: string, secret: string, members: readonly
 /** `GET <url>/metrics?format=json`: the worker's metrics as prom-client's JSON; undefined when it did not answer so. Never rejects. */
 export async function fetchWorkerMetrics(url: string, options: { readonly timeoutMs: number }): Promise<unknown[] | undefined> {
   try {
-    const axios = await loadAxios();
     const res = await axios.get<unknown>(`${url}/metrics?format=json`, {
       timeout: options.timeoutMs,
       validateStatus: () => true,

@@ -1,5 +1,5 @@
 import type http from 'node:http';
-import type { Express, NextFunction, Request, Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import { AppError } from './errors.js';
 import type { Logger } from './log.js';
 import type { RequestMetrics } from './request-metrics.js';
@@ -68,40 +68,25 @@ export function createFrontDoor<R extends ServerRole>(options: FrontDoorOptions<
     }
   };
 
-  const build = async (): Promise<Express> => {
-    const { default: express } = await import('express');
-    const app = express();
-    app.disable('x-powered-by');
-    app.set('etag', false);
-    app.set('query parser', false); // the one query parameter we read is decoded strictly (tenant-param.ts)
-    for (const [name, spec] of table.entries()) {
-      if (spec.lane !== 'express') continue;
-      // The front door matched this request already; matching again reads it the same way.
-      app.all(expressPath(spec.path), (req: Request, res: Response, next: NextFunction) => {
-        const match = table.match(req.method, req.originalUrl);
-        if (match?.kind === 'route' && match.name === name) run(handlers[name], req, res, match);
-        else next();
-      });
-    }
-    app.use((req: Request, res: Response) => {
-      sendError(res, new AppError('not_found', `No route for ${req.method} ${req.path.slice(0, 200)}.`), log, 'unknown route');
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', false); // the one query parameter we read is decoded strictly (tenant-param.ts)
+  for (const [name, spec] of table.entries()) {
+    if (spec.lane !== 'express') continue;
+    // The front door matched this request already; matching again reads it the same way.
+    app.all(expressPath(spec.path), (req: Request, res: Response, next: NextFunction) => {
+      const match = table.match(req.method, req.originalUrl);
+      if (match?.kind === 'route' && match.name === name) run(handlers[name], req, res, match);
+      else next();
     });
-    app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-      sendError(res, asClientError(err), log, describeRequest(req));
-    });
-    return app;
-  };
-  // Express is loaded on the first request that needs it, not at start: it is about a
-  // sixth of a process's start-up CPU, and the hot routes never use it (4 workers and the
-  // coordinator start on 2 cores at once).
-  let appReady: Promise<Express> | undefined;
-  const app = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    appReady ??= build();
-    appReady.then(
-      (ready) => ready(req, res),
-      (err: unknown) => sendError(res, err, log, describeRequest(req)),
-    );
-  };
+  }
+  app.use((req: Request, res: Response) => {
+    sendError(res, new AppError('not_found', `No route for ${req.method} ${req.path.slice(0, 200)}.`), log, 'unknown route');
+  });
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    sendError(res, asClientError(err), log, describeRequest(req));
+  });
 
   return (req, res) => {
     const match = table.match(req.method, req.url!);

@@ -1,6 +1,9 @@
+import { createRequire } from 'node:module';
 import type { Pool } from 'undici';
 import { SECRET_HEADER } from '../../shared/control-secret.js';
 import { encodeIdMap, type IdMap } from './id-map.js';
+
+const requireModule = createRequire(import.meta.url);
 
 /** The worker route that takes ids handed over by another worker (control route: needs the cluster secret). */
 export const HANDOFF_PATH = '/internal/merge';
@@ -45,8 +48,11 @@ export class HandoffClient {
   async #post(url: string, body: string, options: { visible: boolean; timeoutMs: number }): Promise<HandoffAnswer> {
     let pool = this.#pools.get(url);
     if (pool === undefined) {
-      // undici is loaded at the first hand-over, not at start (~100 ms of a worker's start-up).
-      const { Pool: UndiciPool } = await import('undici');
+      // undici is loaded at the first hand-over, not at start (~100 ms of a worker's
+      // start-up), with require: a failed import() would be remembered by Node for good,
+      // a failed require is tried again (out of file descriptors, this hand-over fails,
+      // its ids are merged here instead, and the next one loads it).
+      const { Pool: UndiciPool } = requireModule('undici') as typeof import('undici');
       pool = this.#pools.get(url) ?? new UndiciPool(url, { connections: PARALLEL_CHUNKS * 2 });
       this.#pools.set(url, pool);
     }
