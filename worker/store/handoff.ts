@@ -53,7 +53,7 @@ export class HandoffClient {
       // a failed require is tried again (out of file descriptors, this hand-over fails,
       // its ids are merged here instead, and the next one loads it).
       const { Pool: UndiciPool } = requireModule('undici') as typeof import('undici');
-      pool = this.#pools.get(url) ?? new UndiciPool(url, { connections: PARALLEL_CHUNKS * 2 });
+      pool = new UndiciPool(url, { connections: PARALLEL_CHUNKS * 2 });
       this.#pools.set(url, pool);
     }
     const response = await pool.request({

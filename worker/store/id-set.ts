@@ -43,17 +43,18 @@ function hashBytes(bytes: Uint8Array, start: number, end: number): number {
  * (undoing the last adds when their write failed).
  */
 export class IdSet {
-  /** The small form (see SMALL); undefined once compact. */
+  /** The small form (see SMALL; never changed in place, so it can be handed out); undefined once compact. */
   #small: readonly string[] | undefined = NO_IDS;
   #bytes: Buffer = NO_BYTES;
   /** Bytes of `#bytes` in use; what follows is free (and scratch space for a lookup). */
   #used = 0;
   /** 0: empty; otherwise the offset of an id's length prefix in `#bytes`, plus one. */
   #slots = NO_SLOTS;
+  /** Ids in the compact form. */
   #size = 0;
 
   get size(): number {
-    return this.#size;
+    return this.#small?.length ?? this.#size;
   }
 
   /** Adds `id`; returns whether it was new. */
@@ -65,7 +66,6 @@ export class IdSet {
         // A new array of exactly the new length: push (or a spread) reserves room for 16
         // more, ~150 B per tenant that a million one-id tenants would pay.
         this.#small = small.concat(id);
-        this.#size++;
         return true;
       }
       this.#compact(small);
@@ -82,10 +82,9 @@ export class IdSet {
 
   /** Undoes the adds made since the set had `size` ids (they must be the latest: a write that failed). */
   truncate(size: number): void {
-    if (size >= this.#size) return;
+    if (size >= this.size) return;
     if (this.#small !== undefined) {
       this.#small = this.#small.slice(0, size);
-      this.#size = size;
       return;
     }
     // Ids sit in `#bytes` in the order they were added: keep the first `size`, re-index them.
@@ -98,7 +97,7 @@ export class IdSet {
 
   *[Symbol.iterator](): IterableIterator<string> {
     if (this.#small !== undefined) {
-      yield* this.#small.slice();
+      yield* this.#small;
       return;
     }
     const used = this.#used;
@@ -111,7 +110,6 @@ export class IdSet {
 
   #compact(small: readonly string[]): void {
     this.#small = undefined;
-    this.#size = 0;
     this.#bytes = Buffer.allocUnsafeSlow(256);
     this.#slots = new Uint32Array(FIRST_SLOTS);
     for (const id of small) this.#addCompact(id);
