@@ -193,7 +193,8 @@ export class Persister {
       try {
         await this.#wal.recover();
         this.#log.warn(`the write-ahead log was lost (deleted or moved); a new one in ${this.#wal.folder} holds the ${this.#pending.ids} id(s) not yet persisted`);
-        await this.#store.repair();
+        const written = await this.#store.repair();
+        this.#log.info(`the write-ahead log is recreated and ${written} tenant file(s) are written back from memory`);
       } catch (err) {
         this.#log.error(`cannot recreate the write-ahead log in ${this.#wal.folder}: ${describeError(err)}; batches are refused until it can`, err);
         setTimeout(() => { if (this.#closing === undefined) this.recoverSoon().catch(() => {}); }, RECOVER_RETRY_MS).unref();
@@ -343,7 +344,7 @@ export class Persister {
 
   async #round(stopBy: number | undefined): Promise<RoundResult> {
     const started = performance.now();
-    if (this.#wal.lost) await this.recoverSoon();
+    if (this.#wal.probeLost()) await this.recoverSoon();
     let sealed: number | undefined;
     try {
       sealed = await this.#wal.rotate();

@@ -167,6 +167,19 @@ export class Wal {
     return this.#lost !== undefined;
   }
 
+  /**
+   * True when the log is lost, looking at the current segment's path first: a log deleted
+   * (rm -rf of the database) while no batch arrives would otherwise be found out only by
+   * the next append, and until then the folder and what the store held stay gone. Looks
+   * only while no write is under way (a write checks for itself once it is done).
+   */
+  probeLost(): boolean {
+    if (this.#lost === undefined && !this.#closed && !this.#active && this.#handle !== undefined && !this.#reachable()) {
+      this.#lost = new WalLostError(`the write-ahead log segment ${path.join(this.#folder, segmentName(this.#seq))} was deleted or moved`);
+    }
+    return this.#lost !== undefined;
+  }
+
   status(): WalStatus {
     return { segment: this.#seq, bytes: this.#segmentBytes, lost: this.#lost !== undefined };
   }

@@ -102,9 +102,19 @@ describe('operator mistakes', () => {
     // Refused while the log was being recreated, then acknowledged again.
     expect(ledger.statuses.get(503) ?? 0).toBeGreaterThanOrEqual(0);
     await waitFor(() => /the write-ahead log was lost/.test(workerLogs(cluster)), 5_000, 'a worker to say its log was lost');
+    // rm may have removed a log recreated while it ran; the next persist round finds that.
+    await waitFor(() => existsSync(path.join(db, '.wal')), 10_000, 'the write-ahead log folder to be recreated');
+
+    // Once more with no batch arriving: the persist rounds alone find the log gone, recreate
+    // it and write back every tenant file (the crash below leaves only the files and logs).
+    const recreated = (): number => workerLogs(cluster).match(/the write-ahead log is recreated and \d+ tenant file\(s\) are written back/g)?.length ?? 0;
+    await waitFor(() => recreated() > 0, 10_000, 'a worker to write back its tenant files');
+    const recreatedBefore = recreated();
+    rmSync(db, { recursive: true, force: true });
+    await waitFor(() => recreated() >= recreatedBefore + 2, 10_000, 'both workers to recreate their logs and write back their tenant files with no batch arriving');
     expect(existsSync(path.join(db, '.wal'))).toBe(true);
     await crashAndRestart(cluster);
-    await expectNothingLost(cluster, ledger, 'rm -rf db/ while running');
+    await expectNothingLost(cluster, ledger, 'rm -rf db/ while running, then while quiet');
   });
 
   it('an emptied or garbled file in a live worker\'s log folder never gets that log adopted', async () => {

@@ -119,6 +119,21 @@ describe('Wal', () => {
     await wal.close();
     expect((await replayed()).ids).toEqual(new Map([['t', ['a', 'b', 'd']]]));
   });
+
+  it('finds a log deleted while no batch arrives when probed, and recovers it with everything unpersisted', async () => {
+    const unpersisted = [Buffer.from('{"t":["a"]}')];
+    const wal = await Wal.open(dir, options('fsync', () => unpersisted));
+    await wal.append(batch('t', 'a'), noop);
+    expect(wal.probeLost()).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
+    expect(wal.lost).toBe(false); // nothing has looked yet
+    expect(wal.probeLost()).toBe(true);
+    await expect(wal.append(batch('t', 'b'), noop)).rejects.toBeInstanceOf(WalLostError);
+    await wal.recover();
+    expect(wal.probeLost()).toBe(false);
+    await wal.close();
+    expect((await replayed()).ids).toEqual(new Map([['t', ['a']]]));
+  });
 });
 
 describe('write-ahead log records', () => {

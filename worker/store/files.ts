@@ -153,8 +153,8 @@ export class FileStore implements Store {
     return shards;
   }
 
-  async repair(): Promise<void> {
-    await this.#merges.repair();
+  repair(): Promise<number> {
+    return this.#merges.repair();
   }
 
   status(): StoreStatus {

@@ -304,7 +304,9 @@ export class RedisStore implements Store {
   windDown(): void {}
 
   /** Nothing of Redis lives in the database folder. */
-  async repair(): Promise<void> {}
+  async repair(): Promise<number> {
+    return 0;
+  }
 
   status(): StoreStatus {
     return {

@@ -39,8 +39,8 @@ export interface Store {
   windDown(at: number): void;
   /** The live workers of the cluster changed. */
   setMembers(members: readonly Member[]): void;
-  /** The database was found damaged (its folder deleted, say): write back what this worker still holds in memory. */
-  repair(): Promise<void>;
+  /** The database was found damaged (its folder deleted, say): write back what this worker still holds in memory; resolves with how many tenant files it wrote. */
+  repair(): Promise<number>;
   status(): StoreStatus;
   close(): Promise<void>;
 }
