@@ -39,6 +39,11 @@ describe('a real cluster', () => {
       const health = await Promise.all(cluster.workerUrls.map((url) => cluster.request('/', {}, url)));
       return health.every((res) => res.body.pending === 0);
     }, 5_000, 'every worker to persist');
+    // Each tenant's file has one writer, its shard's owner: the other workers handed their
+    // ids over, and no hand-over fell back to writing the file itself.
+    const stores = await Promise.all(cluster.workerUrls.map(async (url) => (await cluster.request('/', {}, url)).body.store as { handoffsSent: number; handoffsFailed: number }));
+    expect(stores.reduce((sum, store) => sum + store.handoffsSent, 0)).toBeGreaterThan(0);
+    expect(stores.map((store) => store.handoffsFailed)).toEqual(stores.map(() => 0));
     const ids = readFileSync(tenantFilePath(path.join(cluster.dir, 'db'), 'even'), 'utf8')
       .split('\n').filter(Boolean).flatMap((line) => [JSON.parse(line)].flat().filter((v) => typeof v === 'string'));
     expect(ids.sort()).toEqual([...new Set(ids)].sort());

@@ -1,9 +1,6 @@
-import { createRequire } from 'node:module';
-import type { Pool } from 'undici';
+import http from 'node:http';
 import { SECRET_HEADER } from '../../shared/control-secret.js';
 import { encodeIdMap, type IdMap } from './id-map.js';
-
-const requireModule = createRequire(import.meta.url);
 
 /** The worker route that takes ids handed over by another worker (control route: needs the cluster secret). */
 export const HANDOFF_PATH = '/internal/merge';
@@ -11,6 +8,10 @@ export const HANDOFF_PATH = '/internal/merge';
 export const HANDOFF_CHUNK_BYTES = 1024 * 1024;
 /** Hand-over requests in flight to one owner at once. */
 const PARALLEL_CHUNKS = 2;
+/** An owner's answer is `{"failed": [tenants]}`: more than this is not one of our workers. */
+const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+/** Idle keep-alive connections to an owner are closed after this long (see #post). */
+const IDLE_CLOSE_MS = 30_000;
 
 /** What an owner answers to a hand-over. */
 export interface HandoffAnswer {
@@ -25,7 +26,14 @@ export interface HandoffAnswer {
  */
 export class HandoffClient {
   readonly #secret: () => string;
-  readonly #pools = new Map<string, Pool>();
+  /**
+   * Keep-alive connections per owner. Node's own HTTP client, not undici: the worker
+   * already has it loaded for its server, while loading undici at the first hand-over
+   * held the event loop for 100-370 ms in the middle of a persist round (counts answered
+   * meanwhile waited for it), and loading it at start slowed every worker's start-up.
+   * A hand-over is a few large requests per round, where the client's speed is moot.
+   */
+  readonly #agents = new Map<string, http.Agent>();
 
   constructor(secret: () => string) {
     this.#secret = secret;
@@ -45,40 +53,63 @@ export class HandoffClient {
     return { failed };
   }
 
-  async #post(url: string, body: string, options: { visible: boolean; timeoutMs: number }): Promise<HandoffAnswer> {
-    let pool = this.#pools.get(url);
-    if (pool === undefined) {
-      // undici is loaded at the first hand-over, not at start (~100 ms of a worker's
-      // start-up), with require: a failed import() would be remembered by Node for good,
-      // a failed require is tried again (out of file descriptors, this hand-over fails,
-      // its ids are merged here instead, and the next one loads it).
-      const { Pool: UndiciPool } = requireModule('undici') as typeof import('undici');
-      pool = new UndiciPool(url, { connections: PARALLEL_CHUNKS * 2 });
-      this.#pools.set(url, pool);
+  #post(url: string, body: string, options: { visible: boolean; timeoutMs: number }): Promise<HandoffAnswer> {
+    let agent = this.#agents.get(url);
+    if (agent === undefined) {
+      // An idle connection is closed by us after IDLE_CLOSE_MS, well before the owner's
+      // server would (65 s), so a hand-over never goes out on a connection it is closing.
+      agent = new http.Agent({ keepAlive: true, maxSockets: PARALLEL_CHUNKS * 2, timeout: IDLE_CLOSE_MS });
+      this.#agents.set(url, agent);
     }
-    const response = await pool.request({
-      method: 'POST',
-      path: options.visible ? `${HANDOFF_PATH}?wait=visible` : HANDOFF_PATH,
-      headers: { 'content-type': 'application/json', [SECRET_HEADER]: this.#secret() },
-      body,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      signal: AbortSignal.timeout(options.timeoutMs),
+    const target = new URL(options.visible ? `${HANDOFF_PATH}?wait=visible` : HANDOFF_PATH, url);
+    const payload = Buffer.from(body, 'utf8');
+    return new Promise<HandoffAnswer>((resolve, reject) => {
+      const request = http.request(target, {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': payload.length, [SECRET_HEADER]: this.#secret() },
+        signal: AbortSignal.timeout(options.timeoutMs),
+      }, (response) => {
+        const parts: Buffer[] = [];
+        let bytes = 0;
+        response.on('data', (part: Buffer) => {
+          bytes += part.length;
+          if (bytes > MAX_ANSWER_BYTES) {
+            request.destroy(new Error(`${url} answered a hand-over with more than ${MAX_ANSWER_BYTES} bytes`));
+            return;
+          }
+          parts.push(part);
+        });
+        response.on('error', reject);
+        response.on('close', () => {
+          if (!response.complete) {
+            reject(new Error(`${url} closed the connection before its answer to a hand-over was complete`));
+            return;
+          }
+          const text = Buffer.concat(parts).toString('utf8');
+          if (response.statusCode !== 200) {
+            reject(new Error(`${url} refused the hand-over: HTTP ${response.statusCode} ${text.slice(0, 200)}`));
+            return;
+          }
+          try {
+            const value = JSON.parse(text) as { failed?: unknown } | null;
+            resolve({ failed: Array.isArray(value?.failed) ? value.failed.filter((t): t is string => typeof t === 'string') : [] });
+          } catch {
+            reject(new Error(`${url} answered a hand-over with ${JSON.stringify(text.slice(0, 200))}, not JSON`));
+          }
+        });
+      });
+      request.on('error', reject);
+      request.end(payload);
     });
-    const text = await response.body.text();
-    if (response.statusCode !== 200) throw new Error(`${url} refused the hand-over: HTTP ${response.statusCode} ${text.slice(0, 200)}`);
-    const value = JSON.parse(text) as { failed?: unknown };
-    return { failed: Array.isArray(value.failed) ? value.failed.filter((t): t is string => typeof t === 'string') : [] };
   }
 
-  /** Closes the pools of workers that left the membership (or all of them). */
+  /** Closes the connections to workers that left the membership (or to all of them). */
   async close(keep: (url: string) => boolean = () => false): Promise<void> {
-    const closing: Promise<void>[] = [];
-    for (const [url, pool] of this.#pools) {
+    for (const [url, agent] of this.#agents) {
       if (keep(url)) continue;
-      this.#pools.delete(url);
-      closing.push(pool.close().catch(() => {}));
+      this.#agents.delete(url);
+      agent.destroy();
     }
-    await Promise.all(closing);
   }
 }
