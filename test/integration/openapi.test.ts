@@ -80,7 +80,8 @@ describe('the documents against real servers', () => {
 
   beforeAll(async () => {
     [cluster, empty, worker] = await Promise.all([
-      startCluster({ workers: 1, config: { forward_timeout: 0.5, forward_deadline: 1, max_body_bytes: 4096 } }),
+      // Timeouts a loaded machine does not reach with an fsync, yet short enough for the 504 case (a SIGSTOPped worker).
+      startCluster({ workers: 1, config: { forward_timeout: 2, forward_deadline: 3, max_body_bytes: 4096 } }),
       startCluster({ workers: 0 }),
       startWorker({ config: { max_body_bytes: 4096 } }),
     ]);
