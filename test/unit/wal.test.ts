@@ -5,6 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Pending } from '../../worker/pending.js';
 import { Wal, WalLostError, asRecord, listSegments, type WalOptions } from '../../worker/wal.js';
 import { applyRecord, replaySegments } from '../../worker/wal-records.js';
+import { registry } from '../../shared/metrics.js';
+import '../../worker/metrics.js';
 
 let root: string;
 let dir: string;
@@ -118,6 +120,21 @@ describe('Wal', () => {
     expect(applied).toEqual(['d']);
     await wal.close();
     expect((await replayed()).ids).toEqual(new Map([['t', ['a', 'b', 'd']]]));
+  });
+
+  it('writes the batches appended in one turn of the event loop as one group (one write and fdatasync)', async () => {
+    const groups = async (): Promise<{ count: number; sum: number }> => {
+      const values = (await registry.getSingleMetric('countapp_worker_wal_group_records')!.get()).values;
+      const value = (suffix: string): number => values.find((v) => (v as { metricName?: string }).metricName === `countapp_worker_wal_group_records_${suffix}`)?.value ?? 0;
+      return { count: value('count'), sum: value('sum') };
+    };
+    const wal = await Wal.open(dir, options('fsync'));
+    const before = await groups();
+    await Promise.all(['a', 'b', 'c'].map((id) => wal.append(batch('t', id), noop)));
+    const after = await groups();
+    expect({ count: after.count - before.count, sum: after.sum - before.sum }).toEqual({ count: 1, sum: 3 });
+    await wal.close();
+    expect((await replayed()).ids).toEqual(new Map([['t', ['a', 'b', 'c']]]));
   });
 
   it('finds a log deleted while no batch arrives when probed, and recovers it with everything unpersisted', async () => {
