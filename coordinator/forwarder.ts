@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Pool, errors as undiciErrors } from 'undici';
+import type { Pool } from 'undici';
 import type { Config, WorkerSpec } from '../shared/config.js';
 import { describeError } from '../shared/describe-error.js';
 import { AppError } from '../shared/errors.js';
@@ -7,6 +7,7 @@ import type { Logger } from '../shared/log.js';
 import { FORWARDED_BY_HEADER, INSTANCE_ID } from './forwarded-by.js';
 import { describeOwnResourceError, ownResourceErrorCode } from './resource-errors.js';
 import { countAttempt, countFailure, countRetry } from './ops/metrics.js';
+import { loadUndici } from './undici.js';
 import { requestWorker } from './worker-request.js';
 
 /** What the coordinator asks a worker. */
@@ -178,6 +179,12 @@ export class Forwarder {
     let maybeApplied = false;
     let definitive: ForwardResponse | undefined;
     let definitiveAnswers = 0;
+    try {
+      loadUndici();
+    } catch (err) {
+      // Nothing was sent (most likely the coordinator is out of file descriptors); the next request loads it again.
+      throw this.#gaveUp(err, false, `The coordinator cannot load its HTTP client (${describeError(err)}).`);
+    }
     for (;;) {
       if (this.#closing !== undefined) throw this.#gaveUp(lastError, maybeApplied, 'The coordinator is shutting down.');
       // No worker in the config at all: none will come back, so waiting would only delay the 503.
@@ -271,7 +278,7 @@ export class Forwarder {
   #state(url: string): WorkerState {
     let state = this.#workers.get(url);
     if (state === undefined) {
-      state = { pool: new Pool(url, { connections: CONNECTIONS_PER_WORKER, pipelining: 1 }), inFlight: 0, avoidUntil: 0, loopLoggedUntil: 0 };
+      state = { pool: new (loadUndici().Pool)(url, { connections: CONNECTIONS_PER_WORKER, pipelining: 1 }), inFlight: 0, avoidUntil: 0, loopLoggedUntil: 0 };
       this.#workers.set(url, state);
     }
     return state;
@@ -316,7 +323,8 @@ export class Forwarder {
       // A pool closed under us (worker removed from the config) says nothing about the worker,
       // nor does the coordinator's own lack of descriptors or memory (EMFILE on connect).
       const own = ownResourceErrorCode(err);
-      if (own === undefined && !(err instanceof undiciErrors.ClientClosedError || err instanceof undiciErrors.ClientDestroyedError)) {
+      const { ClientClosedError, ClientDestroyedError } = loadUndici().errors;
+      if (own === undefined && !(err instanceof ClientClosedError || err instanceof ClientDestroyedError)) {
         this.#markSuspect(worker.url);
       }
       const code = errorCode(err);

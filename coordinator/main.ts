@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, type Config } from '../shared/config.js';
 import { DATA_DIR_MODE } from '../shared/data-modes.js';
+import { describeError } from '../shared/describe-error.js';
+import { loadExpress } from '../shared/http-server.js';
 import { Logger } from '../shared/log.js';
 import { startProcessMetrics } from '../shared/metrics.js';
 import { LockHeldError, ProcessLock, canonicalPath } from '../shared/process-lock.js';
@@ -21,6 +23,7 @@ import { watchCluster, watchCoalescer } from './ops/metrics.js';
 import { createCoordinatorServer } from './server.js';
 import { StrongReads } from './strong-read.js';
 import { Supervisor } from './supervisor.js';
+import { loadUndici } from './undici.js';
 
 /**
  * `countapp`: with no command (or `run`) it runs a cluster in the foreground — SIGINT or
@@ -147,6 +150,16 @@ async function main(configFile: string): Promise<void> {
   await supervisor.start(config);
   await watcher.start();
   log.info('cluster ready');
+  // Now that the workers are up, the packages the first requests will need: the
+  // forwarder's HTTP client and express (operations pages), so no client pays for them.
+  setImmediate(() => {
+    try {
+      loadUndici();
+      loadExpress();
+    } catch (err) {
+      log.warn(`could not load a package ahead of its first use (${describeError(err)}); it is loaded at that use`);
+    }
+  });
 }
 
 function run(configFile: string): void {

@@ -1,12 +1,13 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import type { Config } from '../shared/config.js';
 import { HANDOVER_MEMORY_MS } from '../shared/consistency.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { FlushTarget } from './supervisor.js';
+import { loadUndici } from './undici.js';
 import { requestWorker } from './worker-request.js';
 
 /** The worker route a strong read calls on every worker (control route: needs the cluster secret). */
@@ -210,7 +211,7 @@ export class StrongReads {
   #pool(url: string): Pool {
     let pool = this.#pools.get(url);
     if (pool === undefined) {
-      pool = new Pool(url, { connections: CONNECTIONS_PER_WORKER, pipelining: 1 });
+      pool = new (loadUndici().Pool)(url, { connections: CONNECTIONS_PER_WORKER, pipelining: 1 });
       this.#pools.set(url, pool);
     }
     return pool;

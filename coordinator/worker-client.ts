@@ -1,5 +1,6 @@
-import axios from 'axios';
+import type { AxiosStatic } from 'axios';
 import { describeError } from '../shared/describe-error.js';
+import { lazyModule } from '../shared/lazy-module.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
 import type { MemberInfo } from '../shared/ipc.js';
 import { ownResourceErrorCode } from './resource-errors.js';
@@ -10,6 +11,14 @@ import { ownResourceErrorCode } from './resource-errors.js';
  * not the forwarder's undici pools: these calls are rare, and a fresh connection each
  * time tests what a new client would meet.
  */
+
+/**
+ * Loaded at the first control call, after the workers are forked, not before (see
+ * lazyModule). A failure to load it (no descriptor left) is that call's failure, sorted
+ * like any other: inconclusive when it is the coordinator's own.
+ */
+const loadAxios = lazyModule<{ default: AxiosStatic }>('axios');
+const axios = (): AxiosStatic => loadAxios().default;
 
 /** The answer to one health check. */
 export type HealthAnswer =
@@ -24,7 +33,9 @@ export type HealthAnswer =
 export type HealthCheck = (url: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) => Promise<HealthAnswer>;
 
 function isTimeout(err: unknown): boolean {
-  return axios.isAxiosError(err) && (err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT');
+  // Axios's codes for a timeout; read off the error so a failed load of axios is no timeout.
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ECONNABORTED' || code === 'ETIMEDOUT';
 }
 
 function parseBody(text: unknown): unknown {
@@ -39,7 +50,7 @@ function parseBody(text: unknown): unknown {
 /** `GET <url>/`: is the worker serving? Never rejects. */
 export const checkHealth: HealthCheck = async (url, { timeoutMs, signal }) => {
   try {
-    const res = await axios.get<string>(`${url}/`, {
+    const res = await axios().get<string>(`${url}/`, {
       timeout: timeoutMs,
       signal,
       validateStatus: () => true,
@@ -68,7 +79,7 @@ export type KillAnswer =
 
 /** A control call: `POST <url><path>` with the secret; every status is an answer. */
 function controlPost(url: string, path: string, body: unknown, secret: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) {
-  return axios.post(`${url}${path}`, body, {
+  return axios().post(`${url}${path}`, body, {
     headers: { [SECRET_HEADER]: secret },
     timeout: options.timeoutMs,
     signal: options.signal,
@@ -105,7 +116,7 @@ export async function postMembers(url: string, secret: string, members: readonly
 /** `GET <url>/metrics?format=json`: the worker's metrics as prom-client's JSON; undefined when it did not answer so. Never rejects. */
 export async function fetchWorkerMetrics(url: string, options: { readonly timeoutMs: number }): Promise<unknown[] | undefined> {
   try {
-    const res = await axios.get<unknown>(`${url}/metrics?format=json`, {
+    const res = await axios().get<unknown>(`${url}/metrics?format=json`, {
       timeout: options.timeoutMs,
       validateStatus: () => true,
       proxy: false,

@@ -1,6 +1,7 @@
 import type http from 'node:http';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Express, NextFunction, Request, Response } from 'express';
 import { AppError } from './errors.js';
+import { lazyModule } from './lazy-module.js';
 import type { Logger } from './log.js';
 import type { RequestMetrics } from './request-metrics.js';
 import { sendError } from './responses.js';
@@ -30,6 +31,9 @@ export interface FrontDoorOptions<R extends ServerRole> {
   /** Counts and times every request by route and status (`GET /metrics`). */
   readonly metrics?: RequestMetrics;
 }
+
+/** Loaded on the first request that needs it (see lazyModule): the hot routes never do. */
+export const loadExpress = lazyModule<typeof import('express')>('express');
 
 /** Errors raised by express or its router (a malformed escape in a route parameter, say) are the client's. */
 function asClientError(err: unknown): unknown {
@@ -68,25 +72,40 @@ export function createFrontDoor<R extends ServerRole>(options: FrontDoorOptions<
     }
   };
 
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  app.set('query parser', false); // the one query parameter we read is decoded strictly (tenant-param.ts)
-  for (const [name, spec] of table.entries()) {
-    if (spec.lane !== 'express') continue;
-    // The front door matched this request already; matching again reads it the same way.
-    app.all(expressPath(spec.path), (req: Request, res: Response, next: NextFunction) => {
-      const match = table.match(req.method, req.originalUrl);
-      if (match?.kind === 'route' && match.name === name) run(handlers[name], req, res, match);
-      else next();
+  const build = (): Express => {
+    const app = loadExpress()();
+    app.disable('x-powered-by');
+    app.set('etag', false);
+    app.set('query parser', false); // the one query parameter we read is decoded strictly (tenant-param.ts)
+    for (const [name, spec] of table.entries()) {
+      if (spec.lane !== 'express') continue;
+      // The front door matched this request already; matching again reads it the same way.
+      app.all(expressPath(spec.path), (req: Request, res: Response, next: NextFunction) => {
+        const match = table.match(req.method, req.originalUrl);
+        if (match?.kind === 'route' && match.name === name) run(handlers[name], req, res, match);
+        else next();
+      });
+    }
+    app.use((req: Request, res: Response) => {
+      sendError(res, new AppError('not_found', `No route for ${req.method} ${req.path.slice(0, 200)}.`), log, 'unknown route');
     });
-  }
-  app.use((req: Request, res: Response) => {
-    sendError(res, new AppError('not_found', `No route for ${req.method} ${req.path.slice(0, 200)}.`), log, 'unknown route');
-  });
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    sendError(res, asClientError(err), log, describeRequest(req));
-  });
+    app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+      sendError(res, asClientError(err), log, describeRequest(req));
+    });
+    return app;
+  };
+  // Built at the first request that needs it; a failure (no file descriptor left to read
+  // express with) is that request's 500 and is tried again at the next one.
+  let built: Express | undefined;
+  const app = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    try {
+      built ??= build();
+    } catch (err) {
+      sendError(res, err, log, describeRequest(req));
+      return;
+    }
+    built(req, res);
+  };
 
   return (req, res) => {
     const match = table.match(req.method, req.url!);
