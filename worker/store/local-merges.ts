@@ -3,7 +3,7 @@ import { DATA_DIR_MODE } from '../../shared/data-modes.js';
 import type { Logger } from '../../shared/log.js';
 import { mapSettledLimit } from '../../shared/map-settled-limit.js';
 import { describeError } from '../../shared/describe-error.js';
-import { syncFileSystem, syncToDisk } from '../fsync.js';
+import { FileSystemSync, syncToDisk } from '../fsync.js';
 import type { IdMap } from './id-map.js';
 import type { MergeBackend } from './merge-backend.js';
 import { Merger, type MergeOutcome } from './merger.js';
@@ -29,14 +29,15 @@ export class LocalMerges implements MergeBackend {
   #owned: ReadonlySet<number> | null = null;
   /** When each held tenant was last merged here. */
   readonly #mergedAt = new Map<string, number>();
-  /** Whether a checkpoint may sync the whole file system at once (see syncFileSystem). */
-  #syncfs = true;
+  /** Syncs the whole file system at once (see FileSystemSync); undefined once that failed. */
+  #syncfs: FileSystemSync | undefined;
 
   constructor(options: { database: string; log: Logger; staleMs: number }) {
     this.#database = options.database;
     this.#log = options.log;
     this.#staleMs = options.staleMs;
     this.#files = new TenantFiles(options.database, options.log);
+    this.#syncfs = new FileSystemSync(options.database);
     mkdirSync(locksFolder(options.database), { recursive: true, mode: DATA_DIR_MODE });
     this.#locks = new ShardLocks({
       database: options.database,
@@ -88,13 +89,14 @@ export class LocalMerges implements MergeBackend {
   }
 
   async #sync(files: string[], folder: boolean): Promise<void> {
-    if (files.length > SYNCFS_ABOVE && this.#syncfs) {
+    if (files.length > SYNCFS_ABOVE && this.#syncfs !== undefined) {
       try {
-        await syncFileSystem(this.#database);
+        await this.#syncfs.sync();
         return;
       } catch (err) {
-        // No coreutils `sync`, or it failed: one fsync per file then, from now on.
-        this.#syncfs = false;
+        // No sh or coreutils `sync`, or it failed: one fsync per file then, from now on.
+        this.#syncfs.close();
+        this.#syncfs = undefined;
         this.#log.warn(`cannot sync the file system in one call (${describeError(err)}); fsyncing each tenant file instead`);
       }
     }
@@ -136,6 +138,7 @@ export class LocalMerges implements MergeBackend {
 
   async close(): Promise<void> {
     await this.#merger.stop();
+    this.#syncfs?.close();
     await this.#locks.releaseAll();
   }
 }
