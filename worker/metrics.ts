@@ -31,7 +31,7 @@ const walGroupRecords = new Histogram({
 
 const walSyncSeconds = new Histogram({
   name: 'countapp_worker_wal_fsync_seconds',
-  help: 'Time of one fdatasync of the write-ahead log (durability: fsync).',
+  help: 'Time to make one group commit of the write-ahead log durable (durability: fsync): its write to the O_DSYNC segment.',
   buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   registers: [registry],
 });
@@ -55,10 +55,10 @@ const persistFailedTenants = new Counter({
   registers: [registry],
 });
 
-/** One group commit of the write-ahead log: its records, and its fdatasync time when it had one. */
-export function observeWalGroup(records: number, fsyncMs: number | undefined): void {
+/** One group commit of the write-ahead log: its records, and the time it took to become durable (durability: fsync). */
+export function observeWalGroup(records: number, durableMs: number | undefined): void {
   walGroupRecords.observe(records);
-  if (fsyncMs !== undefined) walSyncSeconds.observe(fsyncMs / 1000);
+  if (durableMs !== undefined) walSyncSeconds.observe(durableMs / 1000);
 }
 
 /** One persist round, as the persister reports it. */

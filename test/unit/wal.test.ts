@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { appendFileSync, constants, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -13,6 +13,23 @@ let dir: string;
 const noop = (): void => {};
 const batch = (tenant: string, ...ids: string[]): Buffer => asRecord(JSON.stringify(ids.map((id) => ({ id, tenant }))));
 const options = (durability: WalOptions['durability'], unpersisted: () => Buffer[] = () => []): WalOptions => ({ durability, unpersisted });
+
+/** The open flags of this process's descriptors on the log's current segment files (from /proc/self/fdinfo). */
+function segmentFlags(): number[] {
+  const flags: number[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // closed while we looked
+    }
+    if (path.dirname(target) !== dir) continue;
+    const line = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n').find((row) => row.startsWith('flags:'))!;
+    flags.push(Number.parseInt(line.slice('flags:'.length).trim(), 8));
+  }
+  return flags;
+}
 
 /** Every (tenant, id) the log holds, as replay sees it. */
 async function replayed(): Promise<{ ids: Map<string, string[]>; badLines: number }> {
@@ -133,6 +150,26 @@ describe('Wal', () => {
     await Promise.all(['a', 'b', 'c'].map((id) => wal.append(batch('t', id), noop)));
     const after = await groups();
     expect({ count: after.count - before.count, sum: after.sum - before.sum }).toEqual({ count: 1, sum: 3 });
+    await wal.close();
+    expect((await replayed()).ids).toEqual(new Map([['t', ['a', 'b', 'c']]]));
+  });
+
+  it('with durability fsync writes to segments opened O_DSYNC (durable when the write returns); a segment opened before syncs by hand until rotated', async () => {
+    const syncs = async (): Promise<number> => {
+      const values = (await registry.getSingleMetric('countapp_worker_wal_fsync_seconds')!.get()).values;
+      return values.find((v) => (v as { metricName?: string }).metricName === 'countapp_worker_wal_fsync_seconds_count')?.value ?? 0;
+    };
+    const wal = await Wal.open(dir, options('write'));
+    await wal.append(batch('t', 'a'), noop);
+    expect(segmentFlags().map((flags) => flags & constants.O_DSYNC)).toEqual([0]);
+    wal.setDurability('fsync');
+    const before = await syncs();
+    await wal.append(batch('t', 'b'), noop);
+    expect(await syncs()).toBe(before + 1);
+    await wal.rotate();
+    await wal.append(batch('t', 'c'), noop);
+    expect(segmentFlags().map((flags) => flags & constants.O_DSYNC)).toEqual([constants.O_DSYNC]);
+    expect(await syncs()).toBe(before + 2);
     await wal.close();
     expect((await replayed()).ids).toEqual(new Map([['t', ['a', 'b', 'c']]]));
   });
