@@ -13,11 +13,15 @@ export interface CoalescerOptions {
 /**
  * Upstream POST /items requests running at once. While they run, new batches queue and
  * leave together in one request when one finishes: fewer, larger upstream requests.
- * Four, measured against a fake worker with 1 ms of latency (autocannon -c 32, 1-item
- * batches): 1 → ~8,600 req/s, 2 → ~11,700, 4 → ~13,000, 8 → ~14,300 but with twice
- * the upstream requests of 4; with no latency every value was within the noise.
+ * Against real workers (4, durability fsync, 1-item batches, 32 clients, alternating
+ * runs): 2 → 5,800–7,000 req/s, 4 → 4,900–5,600, 8 → 2,500–3,100; 1 did 6,600–7,500
+ * against 6,500–6,600 for 2. Every upstream request costs the workers a durable write
+ * and an HTTP exchange on cores the coordinator shares with them, so fewer and larger
+ * ones win; 2 rather than 1, so one slow fdatasync does not hold every small batch.
+ * (Against a fake worker with 1 ms of latency and no disk, more was better: 4 → ~13,000,
+ * 1 → ~8,600.)
  */
-export const MAX_IN_FLIGHT = 4;
+export const MAX_IN_FLIGHT = 2;
 /**
  * When no upstream request has finished for this long while batches wait (every slot is
  * stuck on a hung worker, waiting for its timeout), one more request is let out, up to
