@@ -47,6 +47,12 @@ export interface Config {
   readonly worker_logs: string;
   /** Seconds between a worker's persists. @default 5 */
   readonly worker_persist: number;
+  /**
+   * Seconds between a worker's moves of its acknowledged ids into the store between
+   * persists (every worker counts them from then on); 0, or a `worker_persist` at most
+   * twice as long: only at persists. @default 0.5
+   */
+  readonly worker_publish: number;
   /** Seconds between re-reads of the config file. @default 5 */
   readonly config_check: number;
   /** Address local workers listen on; null means the loopback address of their URL. @default null */
@@ -104,7 +110,7 @@ export const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 
 /** Every config key; the README documents each (a test checks). */
 export const CONFIG_KEYS: ReadonlySet<string> = new Set([
-  'port', 'host', 'workers', 'database', 'worker_logs', 'worker_persist', 'config_check',
+  'port', 'host', 'workers', 'database', 'worker_logs', 'worker_persist', 'worker_publish', 'config_check',
   'worker_host', 'durability', 'forward_timeout', 'forward_deadline', 'health_check',
   'kill_timeout', 'lock_stale', 'max_body_bytes', 'max_batch_items', 'max_id_length',
   'max_tenant_length', 'coalesce', 'max_connections', 'store', 'secret_file', 'secret_env',
@@ -136,6 +142,16 @@ function numberKey(raw: Raw, key: string, fallback: number, min: number, max = N
   if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) throw expected(key, what, value);
   if ((min === 0 ? value <= 0 : value < min) || value > max) throw expected(key, what, value);
   return value;
+}
+
+/** `worker_publish`: a number of seconds like the others, or 0 (only at persists). */
+function publishKey(raw: Raw): number {
+  if (raw.worker_publish === 0) return 0;
+  try {
+    return numberKey(raw, 'worker_publish', 0.5, 0, 86400);
+  } catch {
+    throw expected('worker_publish', 'a number >= 0 and <= 86400 (0: only at persists)', raw.worker_publish);
+  }
 }
 
 function stringKey(raw: Raw, key: string, fallback: string): string {
@@ -298,6 +314,7 @@ export function validateConfig(raw: unknown, baseDir: string, warn: (message: st
     database: path.resolve(baseDir, stringKey(r, 'database', 'db/')),
     worker_logs: path.resolve(baseDir, stringKey(r, 'worker_logs', 'logs/')),
     worker_persist: numberKey(r, 'worker_persist', 5, 0, 86400),
+    worker_publish: publishKey(r),
     config_check: numberKey(r, 'config_check', 5, 0, 86400),
     worker_host: workerHost as string | null,
     durability,

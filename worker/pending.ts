@@ -67,6 +67,11 @@ export class Pending {
     return taken;
   }
 
+  /** The tenants with pending ids. */
+  tenantNames(): string[] {
+    return [...this.#map.keys()];
+  }
+
   has(tenant: string): boolean {
     return this.#map.has(tenant);
   }

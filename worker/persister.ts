@@ -33,6 +33,15 @@ export interface PersisterOptions {
   readonly log: Logger;
   readonly intervalMs: number;
   /**
+   * Between rounds, what is pending goes to the store this often (`worker_publish`; 0:
+   * never), as a flush: handed to its tenants' owners and merged into the files, so every
+   * worker counts it without waiting for the round, which then only makes the files
+   * durable (checkpoint) and deletes the log segments. Under full load, every worker
+   * handing over and merging a whole interval's ids at the same moment left every process
+   * waiting for a core for 1-2 s of each round.
+   */
+  readonly publishMs: number;
+  /**
    * Where in the interval (0..1) this worker persists. Every worker of a cluster uses the
    * same: each owner then receives the others' ids at once (see HANDOFF_GATHER_MS).
    */
@@ -88,7 +97,8 @@ export const HANDOFF_GATHER_MS = 25;
  * and the others go through, so one bad tenant never makes the log grow without bound.
  *
  * A flush persists some tenants now, outside the rhythm: ids handed over by another
- * worker (so they are visible at once), and strong reads. Rounds and flushes may run at
+ * worker (so they are visible at once), strong reads, and every `publishMs` everything
+ * pending (so counts need not wait for the round). Rounds and flushes may run at
  * the same time; a round waits for the flushes that began before it before it deletes.
  */
 export class Persister {
@@ -98,8 +108,17 @@ export class Persister {
   readonly #adopter: WalAdopter;
   readonly #log: Logger;
   #intervalMs: number;
+  #publishMs: number;
   readonly #phase: number;
   #timer: NodeJS.Timeout | undefined;
+  #publishTimer: NodeJS.Timeout | undefined;
+  /** The publish under way, if any: publishes never overlap. */
+  #publishing: Promise<unknown> | undefined;
+  /**
+   * Tenants whose last persist failed (a file that is a directory, a full disk): left to
+   * the rounds, which retry with a backoff, so a publish does not log them again every time.
+   */
+  #failing = new Set<string>();
   #running: Promise<RoundResult> | undefined;
   #queued: Promise<RoundResult> | undefined;
   #closing: Promise<RoundResult> | undefined;
@@ -135,6 +154,7 @@ export class Persister {
     this.#adopter = options.adopter;
     this.#log = options.log;
     this.#intervalMs = options.intervalMs;
+    this.#publishMs = options.publishMs;
     this.#phase = options.phase;
   }
 
@@ -155,6 +175,41 @@ export class Persister {
 
   start(): void {
     this.#schedule();
+    this.#schedulePublish();
+  }
+
+  /** A new `worker_publish`: the next publish is re-planned at once. */
+  setPublishInterval(publishMs: number): void {
+    if (publishMs === this.#publishMs) return;
+    this.#publishMs = publishMs;
+    if (this.#timer !== undefined && this.#closing === undefined) this.#schedulePublish();
+  }
+
+  #schedulePublish(): void {
+    clearInterval(this.#publishTimer);
+    this.#publishTimer = undefined;
+    if (this.#publishMs <= 0) return;
+    this.#publishTimer = setInterval(() => this.#publish(), this.#publishMs);
+    this.#publishTimer.unref();
+  }
+
+  /**
+   * Flushes everything pending (see PersisterOptions.publishMs), unless a publish or a
+   * round's persist step is under way, or rounds come about as often anyway.
+   */
+  #publish(): void {
+    if (this.#closing !== undefined || this.#publishing !== undefined || this.#roundPersist !== undefined) return;
+    if (this.#intervalMs <= 2 * this.#publishMs || this.#pending.ids === 0) return;
+    const tenants = this.#pending.tenantNames().filter((tenant) => !this.#failing.has(tenant));
+    if (tenants.length === 0) return;
+    this.#publishing = this.flush(tenants, { visible: false })
+      .then((failed) => {
+        for (const tenant of failed) this.#failing.add(tenant);
+      })
+      .catch((err: unknown) => this.#log.error('publishing pending ids to the store failed', err))
+      .finally(() => {
+        this.#publishing = undefined;
+      });
   }
 
   /** A new `worker_persist`: the next round is re-planned at once. */
@@ -378,6 +433,7 @@ export class Persister {
         }
       }
       this.#relog(failed);
+      this.#failing = new Set(failed.keys());
       await Promise.allSettled(flushesBefore);
       await Promise.allSettled([...this.#relogs]);
       const persistedAt = performance.now();
@@ -444,6 +500,7 @@ export class Persister {
     this.#stopBy ??= stopBy;
     clearTimeout(this.#timer);
     clearTimeout(this.#retryTimer);
+    clearInterval(this.#publishTimer);
     this.#timer = undefined;
     this.#closing ??= (async () => {
       await settledBy(Promise.allSettled([...this.#flushes.keys()]), stopBy);

@@ -115,7 +115,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
   // (one network namespace): only loopback workers adopt, and only loopback workers' logs.
   const adoptable = isLoopbackHost(spec.host) ? (id: string) => LOOPBACK_WORKER_ID.test(id) : () => false;
   const adopter = new WalAdopter({ database, walRoot, selfId: workerId, log, adoptable });
-  persister = new Persister({ wal, pending, store, adopter, log, intervalMs: config.worker_persist * 1000, phase: 0 });
+  persister = new Persister({ wal, pending, store, adopter, log, intervalMs: config.worker_persist * 1000, publishMs: config.worker_publish * 1000, phase: 0 });
   const rounds = persister;
   watchWorkerState({ pendingIds: () => pending.ids, walBytes: () => walFolderBytes(walFolder), lastPersistAt: () => rounds.lastRound?.at });
 
@@ -241,6 +241,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
       config = { ...next, database: config.database, store: config.store };
       log.setLevel(config.log_level);
       rounds.setInterval(config.worker_persist * 1000);
+      rounds.setPublishInterval(config.worker_publish * 1000);
       if (store instanceof FileStore) store.setStaleMs(config.lock_stale * 1000);
       wal.setDurability(config.durability);
     },

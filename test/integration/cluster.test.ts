@@ -77,8 +77,31 @@ describe('a real cluster', () => {
     expect(Math.max(...idle, ...loaded)).toBeLessThan(generous(promised));
   });
 
+  it('publishes acknowledged ids between persist rounds: every worker counts them long before the round, and the log keeps them until it', async () => {
+    // Rounds come at multiples of worker_persist by the wall clock: with an hour, none runs
+    // during the test; the default worker_publish (0.5 s) applies.
+    const publish = 0.5;
+    const cluster = await startCluster({ workers: 3, config: { worker_persist: 3600 } });
+    const writer = cluster.workerUrls[0]!;
+    const samples: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      expect((await cluster.post([{ id: 'a', tenant: `published-${i}` }, { id: 'b', tenant: `published-${i}` }], writer)).status).toBe(200);
+      const acked = Date.now();
+      await everyWorkerCounts(cluster, `published-${i}`, 2, generous(publish + 1) * 1000);
+      samples.push((Date.now() - acked) / 1000);
+    }
+    reportTiming('every worker counts a batch after its 200, worker_persist 3600 s, worker_publish 0.5 s', samples, publish + 1, 's');
+    const health = (await cluster.request('/', {}, writer)).body;
+    expect(health.pending).toBe(0);
+    expect(health.lastPersist).toBeUndefined(); // no round has run
+    // The write-ahead log still holds the batches: only a round, after its sync, deletes it.
+    const walFolder = path.join(cluster.dir, 'db', '.wal', `worker-${new URL(writer).port}`);
+    const logged = readdirSync(walFolder).filter((name) => name.endsWith('.log')).map((name) => readFileSync(path.join(walFolder, name), 'utf8')).join('');
+    for (let i = 0; i < 3; i++) expect(logged).toContain(`"tenant":"published-${i}"`);
+  });
+
   it('adds a worker when the config gains one, and removes one gracefully after it persisted', async () => {
-    const cluster = await startCluster({ workers: 3, config: { worker_persist: 60 } });
+    const cluster = await startCluster({ workers: 3, config: { worker_persist: 60, worker_publish: 0 } });
     const [first, second, third] = cluster.workerUrls as [string, string, string];
     const before = await cluster.status();
     const removedPid = before.workers.find((w) => w.url === third)!.pid!;
@@ -123,7 +146,7 @@ describe('a real cluster', () => {
   });
 
   it('applies changed timings and durability without a restart', async () => {
-    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60 } });
+    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60, worker_publish: 0 } });
     const [a, b] = cluster.workerUrls as [string, string];
     const pids = await cluster.workerPids();
     expect((await cluster.post([{ id: '1', tenant: 'timing' }], a)).status).toBe(200);
@@ -136,7 +159,7 @@ describe('a real cluster', () => {
   });
 
   it('respawns a worker killed with SIGKILL, which recovers what it had acknowledged', async () => {
-    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60 } });
+    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60, worker_publish: 0 } });
     const victim = cluster.workerUrls[0]!;
     expect((await cluster.post([{ id: 'k1', tenant: 'killed' }, { id: 'k2', tenant: 'killed' }], victim)).status).toBe(200);
     const pid = (await cluster.status()).workers.find((w) => w.url === victim)!.pid!;
@@ -170,7 +193,7 @@ describe('a real cluster', () => {
   });
 
   it('SIGINT to the coordinator stops every worker and leaves no process and no lock', async () => {
-    const cluster = await startCluster({ workers: 3, config: { worker_persist: 60 } });
+    const cluster = await startCluster({ workers: 3, config: { worker_persist: 60, worker_publish: 0 } });
     expect((await cluster.post([{ id: '1', tenant: 'bye' }, { id: '2', tenant: 'bye' }])).status).toBe(200);
     const pids = await cluster.workerPids();
     expect(await cluster.stop('SIGINT')).toBe(0);
@@ -192,7 +215,7 @@ describe('a real cluster', () => {
   });
 
   it('workers persist and exit on their own when the coordinator dies', async () => {
-    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60 } });
+    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60, worker_publish: 0 } });
     const target = cluster.workerUrls[1]!;
     expect((await cluster.post([{ id: 'orphan', tenant: 'o' }], target)).status).toBe(200);
     const pids = await cluster.workerPids();

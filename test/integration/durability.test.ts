@@ -61,7 +61,7 @@ describe('durability', () => {
   });
 
   it('a persist round bigger than one hand-over to the merge thread (4 MiB) loses nothing of a tenant split across two', async () => {
-    const cluster = await startCluster({ workers: 1, config: { worker_persist: 60, max_batch_items: 50_000, max_body_bytes: 8 * 1024 * 1024 } });
+    const cluster = await startCluster({ workers: 1, config: { worker_persist: 60, worker_publish: 0, max_batch_items: 50_000, max_body_bytes: 8 * 1024 * 1024 } });
     const [url] = cluster.workerUrls as [string];
     // 400,000 ids of one tenant, pending together: ~5 MB of ids in one round, so the tenant is cut in two.
     const total = 400_000;
@@ -74,7 +74,7 @@ describe('durability', () => {
   });
 
   it("a removed worker's write-ahead log is adopted by a live worker after a crash", async () => {
-    const cluster = await startCluster({ workers: 3, config: { worker_persist: 60 } });
+    const cluster = await startCluster({ workers: 3, config: { worker_persist: 60, worker_publish: 0 } });
     const [a, b, c] = cluster.workerUrls as [string, string, string];
     // Acknowledged by c only, still pending there (its persist is a minute away).
     expect((await cluster.post(batch('adopted', 50), c)).status).toBe(200);

@@ -142,7 +142,7 @@ describe('operator mistakes', () => {
   });
 
   it('Ctrl-C with a big backlog leaves no lock and no process; what was not persisted in time is persisted at the next start', async () => {
-    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60, kill_timeout: 3 } });
+    const cluster = await startCluster({ workers: 2, config: { worker_persist: 60, worker_publish: 0, kill_timeout: 3 } });
     const ledger = new Ledger();
     const tenants = 60_000;
     let next = 0;

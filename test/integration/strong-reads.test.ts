@@ -15,7 +15,7 @@ function strongCount(cluster: Cluster, tenant: string): Promise<{ status: number
 
 describe('strong reads (consistency=strong)', () => {
   it('include a batch a worker acknowledged and will not persist for a minute, in every form of the count', async () => {
-    const cluster = await startCluster({ workers: 3, config: { worker_persist: 60 } });
+    const cluster = await startCluster({ workers: 3, config: { worker_persist: 60, worker_publish: 0 } });
     const [a, b] = cluster.workerUrls as [string, string];
     expect((await cluster.post([{ id: '1', tenant: 'ryw' }, { id: '2', tenant: 'ryw' }, { id: '3', tenant: 'ryw' }], a)).status).toBe(200);
     // Another worker does not count it yet: it is only in worker A's memory and log.

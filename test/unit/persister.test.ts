@@ -14,6 +14,7 @@ import { locksFolder, shardLockTarget, shardOf } from '../../worker/store/shards
 import { WalAdopter } from '../../worker/wal-adopter.js';
 import { Wal, asRecord, listSegments } from '../../worker/wal.js';
 import { replaySegments } from '../../worker/wal-records.js';
+import { waitFor } from '../helpers/wait.js';
 
 const log = new Logger('test');
 let db: string;
@@ -30,14 +31,14 @@ function merger(files = new TenantFiles(db, log), locks = new ShardLocks({ datab
 }
 
 /** A worker's persisting parts over `db`, with no other worker: it writes every tenant itself. */
-async function worker(id = 'worker-1'): Promise<{ pending: Pending; wal: Wal; store: FileStore; persister: Persister; walFolder: string }> {
+async function worker(id = 'worker-1', intervalMs = 60_000, publishMs = 0): Promise<{ pending: Pending; wal: Wal; store: FileStore; persister: Persister; walFolder: string }> {
   const pending = new Pending();
   const walRoot = path.join(db, '.wal');
   const walFolder = path.join(walRoot, id);
   let persister: Persister | undefined;
   const wal = await Wal.open(walFolder, { durability: 'fsync', unpersisted: () => persister!.unpersistedRecords() });
   const store = new FileStore({ database: db, workerId: id, log, secret: () => 's', lockStaleMs: 2000, sync: () => true, handoffTimeoutMs: () => 1000 });
-  persister = new Persister({ wal, pending, store, adopter: new WalAdopter({ database: db, walRoot, selfId: id, log }), log, intervalMs: 60_000, phase: 0 });
+  persister = new Persister({ wal, pending, store, adopter: new WalAdopter({ database: db, walRoot, selfId: id, log }), log, intervalMs, publishMs, phase: 0 });
   return { pending, wal, store, persister, walFolder };
 }
 
@@ -134,6 +135,63 @@ describe('Persister', () => {
     expect(await w.persister.persistNow()).toMatchObject({ ok: true, failedTenants: 0 });
     expect(await w.store.count('broken')).toBe(2);
     await w.wal.close();
+  });
+
+  // Rounds come at multiples of the interval by the wall clock: a day's interval puts the
+  // next one at midnight UTC, so none runs during these tests.
+  const DAY_MS = 86_400_000;
+  const PUBLISH_MS = 500;
+
+  it('between rounds, what is pending is published to the store every publishMs; the round is left to checkpoint and delete the log', async () => {
+    const w = await worker('worker-1', DAY_MS, PUBLISH_MS);
+    w.persister.start();
+    try {
+      await accept(w, 't', 'a', 'b');
+      await accept(w, 'u', 'c');
+      const accepted = performance.now();
+      await waitFor(async () => (await w.store.count('t')) === 2 && (await w.store.count('u')) === 1, 10 * PUBLISH_MS, 'the publish persisted them');
+      console.log(`[timing] pending ids published ${(performance.now() - accepted).toFixed(0)} ms after they were accepted (publishMs ${PUBLISH_MS})`);
+      expect(w.pending.ids).toBe(0);
+      expect(w.persister.persistingIds()).toBe(0);
+      expect(w.persister.lastRound).toBeUndefined();
+      // The log keeps them until a round has made the files durable.
+      const kept = new Pending();
+      await replaySegments(w.walFolder, await listSegments(w.walFolder), kept);
+      expect(kept.take()).toEqual(new Map([['t', ['a', 'b']], ['u', ['c']]]));
+      expect(await w.persister.persistNow()).toMatchObject({ ok: true, ids: 0 });
+      const after = new Pending();
+      await replaySegments(w.walFolder, await listSegments(w.walFolder), after);
+      expect(after.ids).toBe(0);
+    } finally {
+      await w.persister.close();
+      await w.wal.close();
+    }
+  });
+
+  it('leaves a tenant whose persist failed to the rounds: publishes do not log it again and again', async () => {
+    const w = await worker('worker-1', DAY_MS, PUBLISH_MS);
+    mkdirSync(tenantFilePath(db, 'broken'));
+    w.persister.start();
+    try {
+      await accept(w, 'broken', 'x');
+      await accept(w, 'fine', 'y');
+      await waitFor(async () => (await w.store.count('fine')) === 1, 10 * PUBLISH_MS, 'a publish persisted the good tenant');
+      await accept(w, 'fine', 'z');
+      await waitFor(async () => (await w.store.count('fine')) === 2, 10 * PUBLISH_MS, 'a later publish persisted the next id');
+      // Several publishes later: the broken tenant's id was logged once by the batch and
+      // once again by the publish that failed it, not once per publish.
+      const replay = new Pending();
+      await replaySegments(w.walFolder, await listSegments(w.walFolder), replay);
+      expect(replay.take().get('broken')).toEqual(['x', 'x']);
+      expect(w.pending.ids).toBe(1);
+      // A round still tries it, and succeeds once the directory is gone.
+      rmSync(tenantFilePath(db, 'broken'), { recursive: true });
+      expect(await w.persister.persistNow()).toMatchObject({ ok: true, failedTenants: 0 });
+      expect(await w.store.count('broken')).toBe(1);
+    } finally {
+      await w.persister.close();
+      await w.wal.close();
+    }
   });
 
   it('rebuilds a lost log from memory and writes back the tenant files deleted with it', async () => {
