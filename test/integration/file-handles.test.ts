@@ -18,7 +18,9 @@ const HOLD_MS = 8_000;
 const UNDER_LIMIT = ['bash', '-c', `ulimit -n ${LIMIT} && exec "$0" "$@"`];
 
 const sockets: net.Socket[] = [];
+const stoppers: (() => void)[] = [];
 afterEach(async () => {
+  for (const stop of stoppers.splice(0)) stop();
   for (const socket of sockets.splice(0)) socket.destroy();
   await stopAllClusters();
 });
@@ -49,6 +51,23 @@ async function idleConnections(port: number, n: number): Promise<() => number> {
   }
   await Promise.all(made);
   return () => open;
+}
+
+/**
+ * Keeps offering new connections until the returned function is called. A descriptor the
+ * coordinator frees (a health check's socket closing) is taken by the next accept, as it
+ * is under a real flood; without this, a health check could keep reusing the descriptor
+ * the previous check freed and never meet the shortage.
+ */
+function trickleConnections(port: number, everyMs: number): () => void {
+  const timer = setInterval(() => {
+    const socket = net.connect(port, '127.0.0.1');
+    sockets.push(socket);
+    socket.on('error', () => {});
+  }, everyMs);
+  const stop = (): void => clearInterval(timer);
+  stoppers.push(stop);
+  return stop;
 }
 
 function closeAll(): void {
@@ -104,10 +123,12 @@ describe(`the coordinator under an open-file limit of ${LIMIT}, with ${IDLE_CONN
     const pids = await cluster.workerPids();
 
     await idleConnections(cluster.port, IDLE_CONNECTIONS);
+    const stopTrickle = trickleConnections(cluster.port, 50);
     await sleep(1000);
     // An edit saved while it has no descriptors to read it with.
     cluster.writeConfig({ config_check: 3600, health_check: 0.5, max_connections: 100_000, worker_persist: 2 });
     await sleep(HOLD_MS);
+    stopTrickle();
     const output = cluster.output();
     expect(output).not.toMatch(/looks hung|killing it|exited unexpectedly|SIGKILL|respawning|is suspect|failed its health check/);
     console.log(`with max_connections above the limit, the coordinator said:\n${[...new Set(output.split('\n').filter((line) => /EMFILE|descriptors/.test(line)).map((line) => line.replace(/^\S+ (\w+) coordinator( \[\w+\])? /, '$1 ')))].join('\n')}`);
