@@ -10,8 +10,8 @@ import { distinctBatches } from '../workload.js';
 
 /**
  * RSS of the one worker of a 1-worker cluster, idle, then after `memoryIds` distinct ids
- * (1,000 tenants) were posted straight to it: `pending` with worker_persist 3600 (nothing
- * persisted: the ids wait in memory), `held` with worker_persist 1 once everything is
+ * (1,000 tenants) were posted straight to it: `pending` with worker_persist 3600 and
+ * worker_publish 0 (nothing persisted: the ids wait in memory), `held` with worker_persist 1 once everything is
  * persisted (the worker owns every tenant and keeps their ids to dedupe new ones).
  * `loaded` is read 1 s after that; `settled` is the lowest reading while the worker then
  * stays quiet for `memorySettleSec`: right after a load, RSS still holds the garbage of
@@ -20,7 +20,7 @@ import { distinctBatches } from '../workload.js';
 async function memoryOf(ctx: Context, profile: Profile, kind: 'pending' | 'held'): Promise<{ idle: number; loaded: number; settled: number; postSeconds: number }> {
   let cluster: Cluster | undefined;
   try {
-    cluster = await startBenchCluster(1, { worker_persist: kind === 'pending' ? 3600 : 1 });
+    cluster = await startBenchCluster(1, kind === 'pending' ? { worker_persist: 3600, worker_publish: 0 } : { worker_persist: 1 });
     const [pid] = await cluster.workerPids();
     if (typeof pid !== 'number') throw new Error('GET / does not give the worker pid');
     const url = cluster.workerUrls[0]!;
