@@ -187,6 +187,11 @@ export const SCHEMAS: Record<string, Schema> = {
   },
   Handoff: { type: 'object', description: 'Tenant → ids another worker hands over.', additionalProperties: { type: 'array', items: { type: 'string' } } },
   HandoffAnswer: { type: 'object', required: ['failed'], properties: { failed: { type: 'array', items: { type: 'string' } } } },
+  BatchAnswers: {
+    type: 'object',
+    required: ['answers'],
+    properties: { answers: { type: 'array', items: { type: 'array', prefixItems: [int, { type: 'object', description: '`{"accepted": N}`, or the error (`{"error": {...}}`).' }], minItems: 2, maxItems: 2 } } },
+  },
   Flush: { type: 'object', required: ['tenants'], properties: { tenants: { type: 'array', items: { type: 'string' } } } },
   Flushed: { type: 'object', required: ['flushed', 'handingOver', 'handedOverMsAgo'], properties: { flushed: int, handingOver: { type: 'boolean', description: 'Ids of these tenants were on their way to another worker: the coordinator asks every worker once more.' }, handedOverMsAgo: { type: ['number', 'null'], minimum: 0, description: 'How long ago (ms) a persist of this worker that handed ids of these tenants to another worker ended (null: none in the last 120 s). The coordinator asks every worker once more when that may have been after its read began.' } } },
   Counts: { type: 'object', required: ['counts'], properties: { counts: { type: 'object', description: 'Tenant → distinct count.', additionalProperties: int } } },

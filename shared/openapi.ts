@@ -1,3 +1,4 @@
+import { PARTS_HEADER } from './batch-parts.js';
 import { SECRET_HEADER } from './control-secret.js';
 import { ERROR_CODES, type ErrorCode } from './errors.js';
 import { SCHEMAS } from './openapi-schemas.js';
@@ -132,6 +133,14 @@ const OPERATIONS: { readonly [N in RouteName]: (role: ServerRole) => Operation }
     requestBody: { description: 'Tenant → ids.', content: json('Handoff') },
     responses: { 200: { description: 'Logged here (durable); `failed` lists tenants not merged yet when `wait=visible`.', content: json('HandoffAnswer') } },
     errors: ['unauthorized', 'forbidden', 'invalid_json', 'invalid_batch', 'storage_unavailable'],
+  }),
+  batches: () => ({
+    summary: "Several clients' batches from the coordinator in one request, each validated, logged and answered as if it had come alone",
+    secret: true,
+    parameters: [{ name: PARTS_HEADER, in: 'header', required: true, description: 'The byte lengths of the batches, comma-separated, in the order the body holds them.', schema: { type: 'string', pattern: '^[0-9]+(,[0-9]+)*$' } }],
+    requestBody: { description: 'The batches (each a JSON array of items, as `POST /items` takes) one after the other.', content: { 'application/octet-stream': { type: 'string' } } },
+    responses: { 200: { description: "Each batch's answer, in order: the status and body `POST /items` would have answered for it alone.", content: json('BatchAnswers') } },
+    errors: ['unauthorized', 'forbidden', 'invalid_batch', 'body_too_large'],
   }),
   flush: () => ({
     summary: 'Persist these tenants now; answer once every worker counts them (a strong read)',

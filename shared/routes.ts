@@ -42,6 +42,8 @@ export const ROUTES = {
   kill: { path: '/kill', methods: ['GET', 'POST'], servers: ['worker'], lane: 'hot' },
   /** `POST /internal/merge`: ids another worker hands over for tenants this one writes (needs the cluster secret). */
   handoff: { path: '/internal/merge', methods: ['POST'], servers: ['worker'], lane: 'hot' },
+  /** `POST /internal/batches`: several clients' batches in one request from the coordinator, each answered on its own (needs the cluster secret). */
+  batches: { path: '/internal/batches', methods: ['POST'], servers: ['worker'], lane: 'hot' },
   /** `POST /internal/flush`: persist these tenants now and answer once every worker counts them (a strong read; needs the secret). */
   flush: { path: '/internal/flush', methods: ['POST'], servers: ['worker'], lane: 'hot' },
   /** `POST /internal/members`: the live workers, for a worker the coordinator did not spawn (needs the cluster secret). */

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
+import { PARTS_HEADER, splitParts } from '../shared/batch-parts.js';
 import type { Config } from '../shared/config.js';
 import { consistencyOf } from '../shared/consistency.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
@@ -13,7 +14,7 @@ import { OBSERVING_ROUTES, commonOpsHandlers } from '../shared/ops-handlers.js';
 import { Readiness } from '../shared/readiness.js';
 import { RequestMetrics } from '../shared/request-metrics.js';
 import { checkBatchContentType, readBody } from '../shared/request-body.js';
-import { sendError, sendJson } from '../shared/responses.js';
+import { errorAnswer, sendError, sendJson } from '../shared/responses.js';
 import { RouteTable, type RouteMatch } from '../shared/routes.js';
 import { closeServer, createHttpServer, listen } from '../shared/server-lifecycle.js';
 import { tenantOf, tenantsFromQuery } from '../shared/tenant-param.js';
@@ -106,24 +107,55 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     return new AppError('storage_unavailable', `The worker could not write the batch to its log (${describeError(err)}); nothing was stored. Try again shortly.`, { cause: err });
   }
 
+  /** One batch: validated, logged, its ids pending; resolves with its number of items. */
+  async function acceptBatch(body: Buffer, current: Config): Promise<number> {
+    const items = parseBatch(body, current);
+    if (items.length > 0) {
+      try {
+        // Pending only once durable: a batch the log refuses leaves no trace.
+        await wal.append(asRecord(body), () => pending.addItems(items));
+      } catch (err) {
+        throw storageError(err);
+      }
+    }
+    itemsAccepted.value += items.length;
+    return items.length;
+  }
+
   async function ingest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     try {
       checkBatchContentType(req);
       const current = config();
       const body = await readBody(req, current.max_body_bytes);
-      const items = parseBatch(body, current);
-      if (items.length > 0) {
-        try {
-          // Pending only once durable: a batch the log refuses leaves no trace.
-          await wal.append(asRecord(body), () => pending.addItems(items));
-        } catch (err) {
-          throw storageError(err);
-        }
-      }
-      itemsAccepted.value += items.length;
-      sendJson(res, 200, { accepted: items.length });
+      sendJson(res, 200, { accepted: await acceptBatch(body, current) });
     } catch (err) {
       sendError(res, err, log, 'POST /items');
+    }
+  }
+
+  /**
+   * Clients' batches the coordinator sent together (shared/batch-parts.ts): each is
+   * validated and answered as if it had come alone, and all of them started in one turn
+   * of the event loop, so they share one durable write of the log (group commit).
+   */
+  async function ingestBatches(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      checkSecret(req, options.secret);
+      const current = config();
+      // The coordinator sends together no more than `max_body_bytes`, the limit of one batch.
+      const body = await readBody(req, current.max_body_bytes);
+      const parts = splitParts(req.headers[PARTS_HEADER], body);
+      const answers = await Promise.all(parts.map(async (part): Promise<readonly [number, unknown]> => {
+        try {
+          return [200, { accepted: await acceptBatch(part, current) }];
+        } catch (err) {
+          const { error, body: answer } = errorAnswer(err, log, `POST /items (${part.length} bytes, sent with ${parts.length - 1} other batch(es))`);
+          return [error.status, answer];
+        }
+      }));
+      sendJson(res, 200, { answers });
+    } catch (err) {
+      sendError(res, err, log, 'POST /internal/batches');
     }
   }
 
@@ -265,6 +297,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
         sendJson(res, 200, { status: 'ok', worker: options.workerId, durability: config().durability, ...options.status() });
       },
       ingest: (req, res) => ingest(req, res),
+      batches: (req, res) => ingestBatches(req, res),
       countByQuery: (_req, res, match) => count(res, match),
       countBySegment: (_req, res, match) => count(res, match),
       counts: (_req, res, match) => counts(res, match),

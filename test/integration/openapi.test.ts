@@ -5,6 +5,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FORWARDED_BY_HEADER } from '../../coordinator/forwarded-by.js';
+import { PARTS_HEADER } from '../../shared/batch-parts.js';
 import { SECRET_HEADER } from '../../shared/control-secret.js';
 import { openApiText } from '../../shared/openapi.js';
 import { RouteTable, type ServerRole } from '../../shared/routes.js';
@@ -207,6 +208,13 @@ describe('the documents against real servers', () => {
       await expectAnswer('worker', ['POST'], template, 401, (m) => call(W, m, template, { body }));
       await expectAnswer('worker', ['POST'], template, 403, (m) => call(W, m, template, { body, headers: { [SECRET_HEADER]: 'wrong' } }));
     }
+    const parts = [batch('t'), '['];
+    const partsHeaders = { ...secret, [PARTS_HEADER]: parts.map((part) => part.length).join(',') };
+    await expectAnswer('worker', ['POST'], '/internal/batches', 200, (m) => call(W, m, '/internal/batches', { body: parts.join(''), headers: partsHeaders }));
+    await expectAnswer('worker', ['POST'], '/internal/batches', 400, (m) => call(W, m, '/internal/batches', { body: parts.join(''), headers: { ...secret, [PARTS_HEADER]: '1' } }));
+    await expectAnswer('worker', ['POST'], '/internal/batches', 401, (m) => call(W, m, '/internal/batches', { body: parts.join(''), headers: { [PARTS_HEADER]: partsHeaders[PARTS_HEADER] } }));
+    await expectAnswer('worker', ['POST'], '/internal/batches', 403, (m) => call(W, m, '/internal/batches', { body: parts.join(''), headers: { ...partsHeaders, [SECRET_HEADER]: 'wrong' } }));
+    await expectAnswer('worker', ['POST'], '/internal/batches', 413, (m) => call(W, m, '/internal/batches', { body: tooLarge, headers: { ...secret, [PARTS_HEADER]: String(tooLarge.length) } }));
     // The folder-tenant's ids are pending (posted above); its file cannot be written.
     await expectAnswer('worker', ['POST'], '/internal/flush', 503, (m) => call(W, m, '/internal/flush', { body: JSON.stringify({ tenants: [dirTenant] }), headers: secret }));
     await expectAnswer('worker', ['GET', 'HEAD', 'POST'], '/kill', 401, (m) => call(W, m, '/kill'));
