@@ -1,5 +1,8 @@
+import { decodePartAnswers, MAX_PARTS, PARTS_HEADER, partsHeader } from '../shared/batch-parts.js';
 import type { Config } from '../shared/config.js';
+import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
+import { ROUTES } from '../shared/routes.js';
 import type { Forwarder, ForwardResponse } from './forwarder.js';
 import { mergedBatches } from './ops/metrics.js';
 
@@ -8,10 +11,15 @@ export interface CoalescerOptions {
   readonly forwarder: Pick<Forwarder, 'forward'>;
   /** `coalesce`, `max_batch_items`, `max_body_bytes` and `forward_deadline` are read from it. */
   readonly config: Config;
+  /**
+   * The cluster secret, for `POST /internal/batches` (batches only a worker validates, sent
+   * together). Without it such batches always go alone.
+   */
+  readonly secret?: () => string;
 }
 
 /**
- * Upstream POST /items requests running at once. While they run, new batches queue and
+ * Upstream requests of batches running at once. While they run, new batches queue and
  * leave together in one request when one finishes: fewer, larger upstream requests.
  * Against real workers (4, durability fsync, 1-item batches, 32 clients, alternating
  * runs): 2 → 5,800–7,000 req/s, 4 → 4,900–5,600, 8 → 2,500–3,100; 1 did 6,600–7,500
@@ -36,13 +44,15 @@ const OPEN = Buffer.from('[');
 const CLOSE = Buffer.from(']');
 const COMMA = Buffer.from(',');
 const POST = 'POST' as const;
-const ITEMS_PATH = '/items';
+const ITEMS_PATH = ROUTES.ingest.path;
+const BATCHES_PATH = ROUTES.batches.path;
 
 /** One client's batch waiting in the queue. */
 interface Pending {
-  readonly items: number;
+  /** Its items, when validated here; undefined for a batch only the worker validates (a *raw* one). */
+  readonly items: number | undefined;
   readonly body: Buffer;
-  /** The text between the outer brackets, or undefined when the body is not a bare array (sent alone then). */
+  /** The text between the outer brackets, or undefined when the body is raw or not a bare array. */
   readonly inner: Buffer | undefined;
   /** Epoch ms: the client's forward_deadline counts from its arrival, not from when its batch leaves. */
   readonly deadline: number;
@@ -90,12 +100,15 @@ function acceptedBody(n: number): Buffer {
 }
 
 /**
- * Merges concurrent POST /items batches into fewer upstream requests. This is safe:
- * adding an item twice counts it once, and a worker answers 200 only once the whole
- * batch is durable, so a 200 for the merged batch is a 200 for each part of it.
+ * Merges concurrent POST /items batches into fewer upstream requests. Batches validated
+ * here are joined into one JSON array: adding an item twice counts it once, and a worker
+ * answers 200 only once the whole batch is durable, so a 200 for the merged batch is a
+ * 200 for each part of it. Raw batches (only the worker validates them) go together to
+ * `POST /internal/batches`, which answers each on its own (shared/batch-parts.ts).
  */
 export class Coalescer {
   readonly #forwarder: Pick<Forwarder, 'forward'>;
+  readonly #secret: (() => string) | undefined;
   #config: Config;
   /** FIFO; `#head` is the next to leave (avoids shift() on a long queue). */
   #queue: Pending[] = [];
@@ -124,6 +137,7 @@ export class Coalescer {
 
   constructor(options: CoalescerOptions) {
     this.#forwarder = options.forwarder;
+    this.#secret = options.secret;
     this.#config = options.config;
   }
 
@@ -137,17 +151,21 @@ export class Coalescer {
   }
 
   /**
-   * Sends a batch (`body` is its raw JSON array text) to a worker, alone or merged with
-   * others, and resolves with the answer for this batch alone. `items` is its number of
-   * items when it was validated here; undefined for a body only the worker validates
-   * (see VALIDATE_BELOW_BYTES in server.ts), which always goes alone: merging must only
-   * join batches known to be arrays, or one unclosed string could swallow a neighbour. Rejects like Forwarder.forward (`no_worker_available`,
+   * Sends a batch (`body` is its raw JSON array text) to a worker, alone or with others,
+   * and resolves with the answer for this batch alone. `items` is its number of items
+   * when it was validated here; undefined for a body only the worker validates (see
+   * VALIDATE_BELOW_BYTES in server.ts): such raw batches are never joined into one array
+   * (one unclosed string could swallow a neighbour) but sent side by side to
+   * `/internal/batches`. Rejects like Forwarder.forward (`no_worker_available`,
    * `outcome_unknown` once the deadline has passed).
    */
   submit(body: Buffer, items: number | undefined): Promise<ForwardResponse> {
-    // A large batch gains nothing from company (its per-request cost is spread over its
-    // items already) and would only wait for a slot: it goes straight to a worker.
-    if (items === undefined || !this.#config.coalesce || items >= ALONE_ITEMS) return this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body });
+    // A validated batch of many items gains little from company (its per-request cost is
+    // spread over its items already): it goes straight to a worker. Raw batches, 2 KiB and
+    // more, do gain: every upstream request costs the coordinator and the worker an HTTP
+    // exchange, and the worker a durable write.
+    const alone = items === undefined ? this.#secret === undefined : items >= ALONE_ITEMS;
+    if (alone || !this.#config.coalesce) return this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body });
     if (this.#head === this.#queue.length && this.#inFlight < MAX_IN_FLIGHT) {
       // Nothing waiting and a free slot: the raw body goes as it came.
       this.#inFlight++;
@@ -157,7 +175,7 @@ export class Coalescer {
     }
     return new Promise<ForwardResponse>((resolve, reject) => {
       const deadline = Date.now() + this.#config.forward_deadline * 1000;
-      this.#queue.push({ items, body, inner: innerOf(body), deadline, resolve, reject });
+      this.#queue.push({ items, body, inner: items === undefined ? undefined : innerOf(body), deadline, resolve, reject });
       this.#pump();
     });
   }
@@ -214,6 +232,7 @@ export class Coalescer {
     const queue = this.#queue;
     const first = queue[this.#head++]!;
     const group = [first];
+    if (first.items === undefined) return this.#takeRaw(group, first.body.length);
     if (first.inner === undefined) return group;
     const maxItems = this.#config.max_batch_items;
     const maxBytes = this.#config.max_body_bytes;
@@ -221,11 +240,30 @@ export class Coalescer {
     let bytes = 2 + first.inner.length; // the brackets
     while (this.#head < queue.length) {
       const next = queue[this.#head]!;
-      if (next.inner === undefined) break;
+      if (next.inner === undefined || next.items === undefined) break;
       const extra = next.inner.length === 0 ? 0 : next.inner.length + 1; // + the comma
       if (items + next.items > maxItems || bytes + extra > maxBytes) break;
       items += next.items;
       bytes += extra;
+      group.push(next);
+      this.#head++;
+    }
+    return group;
+  }
+
+  /**
+   * `group` (one raw batch) and the raw batches after it, as many as one
+   * `/internal/batches` request takes: together no more than `max_body_bytes`, the limit
+   * of one batch, which is also what the worker reads.
+   */
+  #takeRaw(group: Pending[], firstBytes: number): Pending[] {
+    const queue = this.#queue;
+    const maxBytes = this.#config.max_body_bytes;
+    let bytes = firstBytes;
+    while (this.#head < queue.length && group.length < MAX_PARTS) {
+      const next = queue[this.#head]!;
+      if (next.items !== undefined || bytes + next.body.length > maxBytes) break;
+      bytes += next.body.length;
       group.push(next);
       this.#head++;
     }
@@ -248,11 +286,15 @@ export class Coalescer {
       return;
     }
     try {
-      // FIFO: the first member is the oldest, so its deadline is the group's.
-      const answer = await this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body: merge(group), deadline: group[0]!.deadline });
-      if (answer.status === 200) {
-        for (const member of group) member.resolve({ status: 200, body: acceptedBody(member.items), worker: answer.worker });
-        return;
+      if (group[0]!.items === undefined) {
+        if (await this.#sendRaw(group)) return;
+      } else {
+        // FIFO: the first member is the oldest, so its deadline is the group's.
+        const answer = await this.#forwarder.forward({ method: POST, path: ITEMS_PATH, body: merge(group), deadline: group[0]!.deadline });
+        if (answer.status === 200) {
+          for (const member of group) member.resolve({ status: 200, body: acceptedBody(member.items!), worker: answer.worker });
+          return;
+        }
       }
     } catch (err) {
       // The forwarder already tried every live worker until the deadline: retrying each
@@ -265,6 +307,28 @@ export class Coalescer {
     }
     // Refused as a whole (a 4xx, say): each part on its own, so every client gets the real answer for its batch.
     await Promise.all(group.map((member) => this.#sendAlone(member)));
+  }
+
+  /**
+   * Raw batches side by side to `/internal/batches`; false when that request was refused
+   * as a whole or its answer is not one per batch (each is then sent alone). A batch
+   * answered 5xx there (its log refused it: nothing stored) is sent alone too, so it gets
+   * the usual retry on another worker.
+   */
+  async #sendRaw(group: Pending[]): Promise<boolean> {
+    const bodies = group.map((member) => member.body);
+    const headers = { [SECRET_HEADER]: this.#secret!(), [PARTS_HEADER]: partsHeader(bodies), 'content-type': 'application/octet-stream' };
+    const answer = await this.#forwarder.forward({ method: POST, path: BATCHES_PATH, body: Buffer.concat(bodies), deadline: group[0]!.deadline, headers });
+    const answers = answer.status === 200 ? decodePartAnswers(answer.body, group.length) : undefined;
+    if (answers === undefined) return false;
+    const retries: Promise<void>[] = [];
+    group.forEach((member, i) => {
+      const { status, body } = answers[i]!;
+      if (status >= 500) retries.push(this.#sendAlone(member));
+      else member.resolve({ status, body, worker: answer.worker });
+    });
+    await Promise.all(retries);
+    return true;
   }
 
   async #sendAlone(member: Pending): Promise<void> {

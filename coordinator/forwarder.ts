@@ -22,6 +22,8 @@ export interface ForwardRequest {
    * (a queued batch). @default now + `forward_deadline` seconds
    */
   readonly deadline?: number;
+  /** Headers besides the usual ones (content type, forwarded-by), which they may replace. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /** A worker's answer, body read in full: below 500, or a refusal passed on as it is (see forward()). */
@@ -284,6 +286,11 @@ export class Forwarder {
     return state;
   }
 
+  #headersOf(request: ForwardRequest): Record<string, string> {
+    const usual = request.method === 'POST' ? this.#headers.post : this.#headers.get;
+    return request.headers === undefined ? usual : { ...usual, ...request.headers };
+  }
+
   async #attempt(worker: WorkerSpec, request: ForwardRequest, timeout: number, precise: boolean): Promise<ForwardResponse | Failure> {
     const state = this.#state(worker.url);
     state.inFlight++;
@@ -293,7 +300,7 @@ export class Forwarder {
       const { status, body, whole } = await requestWorker(state.pool, {
         method: request.method,
         path: request.path,
-        headers: request.method === 'POST' ? this.#headers.post : this.#headers.get,
+        headers: this.#headersOf(request),
         body: request.body,
         timeoutMs: timeout,
         precise,

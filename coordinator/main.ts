@@ -74,7 +74,7 @@ async function main(configFile: string): Promise<void> {
     liveWorkers: () => supervisor.liveWorkers(),
     markSuspect: (url) => supervisor.markSuspect(url),
   });
-  const coalescer = new Coalescer({ forwarder, config });
+  const coalescer = new Coalescer({ forwarder, config, secret: () => supervisor.controlSecret });
   const strong = new StrongReads({
     log,
     config,

@@ -2,6 +2,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ALONE_ITEMS, Coalescer, HARD_MAX_IN_FLIGHT, MAX_IN_FLIGHT, STALL_MS } from '../../coordinator/coalescer.js';
 import type { ForwardRequest, ForwardResponse } from '../../coordinator/forwarder.js';
 import { validateConfig, type Config } from '../../shared/config.js';
+import { PARTS_HEADER } from '../../shared/batch-parts.js';
+import { SECRET_HEADER } from '../../shared/control-secret.js';
 import { AppError } from '../../shared/errors.js';
 
 /** A forwarder whose every upstream request waits until the test settles it. */
@@ -87,7 +89,7 @@ describe('Coalescer', () => {
     expect(JSON.parse(forwarder.bodies()[MAX_IN_FLIGHT + 1]!)).toHaveLength(2);
   });
 
-  it(`a batch of ALONE_ITEMS (${ALONE_ITEMS}) or more, or one not validated here, never waits for a slot`, async () => {
+  it(`a batch of ALONE_ITEMS (${ALONE_ITEMS}) or more, or one not validated here when there is no cluster secret, never waits for a slot`, async () => {
     const coalescer = new Coalescer({ forwarder, config: config() });
     fillSlots(coalescer);
     void coalescer.submit(batch('small', ALONE_ITEMS - 1), ALONE_ITEMS - 1);
@@ -190,5 +192,84 @@ describe('Coalescer', () => {
     forwarder.calls[MAX_IN_FLIGHT]!.resolve(ok(1));
     await closing;
     expect(closed).toBe(true);
+  });
+});
+
+describe('Coalescer: batches only a worker validates (raw), with the cluster secret', () => {
+  const raw = (tenant: string, n = 1): Buffer => batch(tenant, n);
+  const partsAnswer = (answers: unknown[]): ForwardResponse => ({ status: 200, body: Buffer.from(JSON.stringify({ answers })), worker: 'worker-2' });
+  const make = (): Coalescer => new Coalescer({ forwarder, config: config(), secret: () => 'the-secret-0123456789' });
+
+  it('go side by side to /internal/batches, with the secret and their lengths; each client gets its own answer', async () => {
+    const coalescer = make();
+    fillSlots(coalescer);
+    const bodies = [raw('a', 100), raw('b', 3), Buffer.from('[{"id":1}]')];
+    const answers = bodies.map((body) => coalescer.submit(body, undefined));
+    expect(forwarder.calls).toHaveLength(MAX_IN_FLIGHT);
+    forwarder.calls[0]!.resolve(ok(1));
+    await flush();
+    const together = forwarder.calls[MAX_IN_FLIGHT]!;
+    expect(together.request.path).toBe('/internal/batches');
+    expect(together.request.headers?.[SECRET_HEADER]).toBe('the-secret-0123456789');
+    expect(together.request.headers?.[PARTS_HEADER]).toBe(bodies.map((body) => body.length).join(','));
+    expect(Buffer.compare(together.request.body as Buffer, Buffer.concat(bodies))).toBe(0);
+    const invalid = { error: { code: 'invalid_item', message: 'Item 0: `id` must be a string.', id: 'e1', index: 0 } };
+    together.resolve(partsAnswer([[200, { accepted: 100 }], [200, { accepted: 3 }], [400, invalid]]));
+    const got = await Promise.all(answers);
+    expect(got.map((answer) => [answer.status, JSON.parse(answer.body.toString()), answer.worker])).toEqual([
+      [200, { accepted: 100 }, 'worker-2'],
+      [200, { accepted: 3 }, 'worker-2'],
+      [400, invalid, 'worker-2'],
+    ]);
+  });
+
+  it('a batch answered 5xx inside (its log refused it) is sent again alone, through the usual retries', async () => {
+    const coalescer = make();
+    fillSlots(coalescer);
+    const answers = [coalescer.submit(raw('a'), undefined), coalescer.submit(raw('b'), undefined)];
+    forwarder.calls[0]!.resolve(ok(1));
+    await flush();
+    forwarder.calls[MAX_IN_FLIGHT]!.resolve(partsAnswer([[200, { accepted: 1 }], [503, { error: { code: 'storage_unavailable', message: 'x', id: 'e2' } }]]));
+    await flush();
+    const again = forwarder.calls[MAX_IN_FLIGHT + 1]!;
+    expect(again.request.path).toBe('/items');
+    expect(String(again.request.body)).toBe(raw('b').toString());
+    again.resolve(ok(1));
+    expect((await answers[1]!).status).toBe(200);
+    expect((await answers[0]!).status).toBe(200);
+  });
+
+  it.each([
+    ['refused as a whole (404 from an older worker)', { status: 404, body: Buffer.from('{"error":{"code":"not_found"}}'), worker: 'w' }],
+    ['answered with fewer answers than batches', partsAnswer([[200, { accepted: 1 }]])],
+    ['answered with something that is not JSON', { status: 200, body: Buffer.from('<html>'), worker: 'w' }],
+  ])('%s: each batch is sent alone to /items', async (_name, answer) => {
+    const coalescer = make();
+    fillSlots(coalescer);
+    const answers = [coalescer.submit(raw('a'), undefined), coalescer.submit(raw('b'), undefined)];
+    forwarder.calls[0]!.resolve(ok(1));
+    await flush();
+    forwarder.calls[MAX_IN_FLIGHT]!.resolve(answer);
+    await flush();
+    const alone = forwarder.calls.slice(MAX_IN_FLIGHT + 1);
+    expect(alone.map((call) => [call.request.path, String(call.request.body)])).toEqual([['/items', raw('a').toString()], ['/items', raw('b').toString()]]);
+    for (const call of alone) call.resolve(ok(1));
+    expect((await Promise.all(answers)).map((a) => a.status)).toEqual([200, 200]);
+  });
+
+  it('raw and validated batches never share a request', async () => {
+    const coalescer = make();
+    fillSlots(coalescer);
+    void coalescer.submit(batch('v1'), 1);
+    void coalescer.submit(raw('r1'), undefined);
+    void coalescer.submit(raw('r2'), undefined);
+    void coalescer.submit(batch('v2'), 1);
+    forwarder.calls[0]!.resolve(ok(1));
+    forwarder.calls[1]!.resolve(ok(1));
+    await flush();
+    expect(forwarder.calls.slice(MAX_IN_FLIGHT).map((call) => call.request.path)).toEqual(['/items', '/internal/batches']);
+    forwarder.calls[MAX_IN_FLIGHT]!.resolve(ok(1));
+    await flush();
+    expect(forwarder.calls.slice(MAX_IN_FLIGHT + 2).map((call) => String(call.request.body))).toEqual([batch('v2').toString()]);
   });
 });
