@@ -5,6 +5,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PARTS_HEADER } from '../../shared/batch-parts.js';
 import { SECRET_HEADER } from '../../shared/control-secret.js';
 import { startCluster, stopAllClusters } from '../helpers/cluster.js';
+import { killWorkersUntil } from '../helpers/killer.js';
+import { Ledger, postUntil } from '../helpers/ledger.js';
+import { seededRandom } from '../helpers/random.js';
 import { TempDirs } from '../helpers/temp-dir.js';
 
 /**
@@ -108,4 +111,30 @@ describe('large batches sent to a worker together', () => {
     expect((answers[3]![1].error as { code: string }).code).toBe('invalid_json');
     await cluster.waitFor(async () => (await cluster.count('w')) === 81, 10_000, 'the two good batches counted');
   }, 60_000);
+
+  it('loses and over-counts nothing when workers are SIGKILLed while they take large batches together', async () => {
+    const seed = Date.now() % 100_000;
+    const cluster = await startCluster({ workers: 3, config: { worker_persist: 1, kill_timeout: 3, lock_stale: 2 } });
+    const ledger = new Ledger();
+    const before = mergedSamples((await cluster.request('/metrics')).body as string);
+    const until = Date.now() + 10_000;
+    const tenants = ['k0', 'k1', 'k2', 'k3'];
+    const [kills] = await Promise.all([
+      killWorkersUntil(cluster, { stopBy: until - 1000, next: seededRandom(seed) }),
+      // 60 items of ~45 bytes: over 2 KiB, so the coordinator does not parse them.
+      postUntil(cluster, ledger, { clients: 12, until, tenants, prefix: `large-${'q'.repeat(24)}`, batch: 60 }),
+    ]);
+    const merged = mergedSamples((await cluster.request('/metrics')).body as string) - before;
+    await cluster.waitReady(20_000);
+    let result = await ledger.check(cluster);
+    await cluster.waitFor(async () => {
+      result = await ledger.check(cluster);
+      return result.lost === 0 && result.overCounted === 0 && tenants.every((t) => ledger.acked.has(t));
+    }, 20_000, 'every worker to count exactly what was acknowledged');
+    console.log(`large batches together under SIGKILL (seed ${seed}): ${ledger.summary()}; ${kills} SIGKILLs; ${merged} upstream requests carried several; lost ${result.lost}; over-counted ${result.overCounted}`);
+    expect(result).toMatchObject({ lost: 0, overCounted: 0 });
+    expect(kills).toBeGreaterThan(0);
+    expect(merged).toBeGreaterThan(0);
+    expect(ledger.ok).toBeGreaterThan(0);
+  }, 90_000);
 });
