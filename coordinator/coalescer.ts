@@ -232,7 +232,7 @@ export class Coalescer {
     const queue = this.#queue;
     const first = queue[this.#head++]!;
     const group = [first];
-    if (first.items === undefined) return this.#takeRaw(group, first.body.length);
+    if (first.items === undefined) return this.#takeRaw(group);
     if (first.inner === undefined) return group;
     const maxItems = this.#config.max_batch_items;
     const maxBytes = this.#config.max_body_bytes;
@@ -256,10 +256,10 @@ export class Coalescer {
    * `/internal/batches` request takes: together no more than `max_body_bytes`, the limit
    * of one batch, which is also what the worker reads.
    */
-  #takeRaw(group: Pending[], firstBytes: number): Pending[] {
+  #takeRaw(group: Pending[]): Pending[] {
     const queue = this.#queue;
     const maxBytes = this.#config.max_body_bytes;
-    let bytes = firstBytes;
+    let bytes = group[0]!.body.length;
     while (this.#head < queue.length && group.length < MAX_PARTS) {
       const next = queue[this.#head]!;
       if (next.items !== undefined || bytes + next.body.length > maxBytes) break;
