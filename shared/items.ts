@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { AppError } from './errors.js';
+import { readPlainBatch } from './plain-batch.js';
 
 /** One counted thing: `id` is counted at most once per `tenant`. */
 export interface Item {
@@ -39,11 +40,20 @@ export function checkTenant(tenant: unknown, maxLength: number): string {
   return tenant as string;
 }
 
+/** A request body as text, with a client-fit error when it is not UTF-8. */
+function bodyText(body: Buffer): string {
+  if (!isUtf8(body)) throw new AppError('invalid_utf8');
+  return body.toString('utf8');
+}
+
 /** Decodes a request body as UTF-8 JSON, with a client-fit error when it is not. */
 export function parseJsonBody(body: Buffer): unknown {
-  if (!isUtf8(body)) throw new AppError('invalid_utf8');
+  return parseJsonText(bodyText(body));
+}
+
+function parseJsonText(text: string): unknown {
   try {
-    return JSON.parse(body.toString('utf8'));
+    return JSON.parse(text);
   } catch (err) {
     const detail = err instanceof SyntaxError ? ` (${err.message})` : '';
     throw new AppError('invalid_json', `The request body is not valid JSON${detail}.`, { cause: err });
@@ -97,7 +107,12 @@ export function validateBatch(value: unknown, limits: Limits): Item[] {
   return value as Item[];
 }
 
-/** Body bytes → validated items; the one entry point both the coordinator and the workers use. */
+/**
+ * Body bytes → validated items; the one entry point both the coordinator and the workers
+ * use. The common shape is read without JSON.parse (see plain-batch.ts); everything else,
+ * and every bad batch, goes through JSON.parse and validateBatch.
+ */
 export function parseBatch(body: Buffer, limits: Limits): Item[] {
-  return validateBatch(parseJsonBody(body), limits);
+  const text = bodyText(body);
+  return readPlainBatch(text, limits) ?? validateBatch(parseJsonText(text), limits);
 }
