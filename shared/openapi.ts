@@ -1,6 +1,7 @@
 import { PARTS_HEADER } from './batch-parts.js';
 import { SECRET_HEADER } from './control-secret.js';
 import { ERROR_CODES, type ErrorCode } from './errors.js';
+import { COMPACT_ID_MAP_TYPE } from './id-map-type.js';
 import { SCHEMAS } from './openapi-schemas.js';
 import { RouteTable, type Method, type RouteName, type ServerRole } from './routes.js';
 import { VERSION } from './version.js';
@@ -130,7 +131,10 @@ const OPERATIONS: { readonly [N in RouteName]: (role: ServerRole) => Operation }
     summary: 'Ids another worker hands over for the tenant files this one writes',
     secret: true,
     parameters: [{ name: 'wait', in: 'query', required: false, description: '`visible`: answer once every worker counts them (a strong read).', schema: { enum: ['visible'] } }],
-    requestBody: { description: 'Tenant → ids.', content: json('Handoff') },
+    requestBody: {
+      description: 'Tenant → ids. Workers send the compact form: each tenant followed by its ids, all separated by U+001F, tenants separated by U+001E (no id or tenant can hold a control character); a JSON object is taken too.',
+      content: { [COMPACT_ID_MAP_TYPE]: { type: 'string' }, [JSON_TYPE]: 'Handoff' },
+    },
     responses: { 200: { description: 'Logged here (durable); `failed` lists tenants not merged yet when `wait=visible`.', content: json('HandoffAnswer') } },
     errors: ['unauthorized', 'forbidden', 'invalid_json', 'invalid_batch', 'storage_unavailable'],
   }),

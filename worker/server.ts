@@ -22,7 +22,7 @@ import { describeError } from '../shared/describe-error.js';
 import { itemsAccepted } from './metrics.js';
 import type { Pending } from './pending.js';
 import type { Persister } from './persister.js';
-import { decodeIdMap } from './store/id-map.js';
+import { COMPACT_ID_MAP_TYPE, decodeIdMap, decodeIdMapCompact, encodeIdMap, type IdMap } from './store/id-map.js';
 import type { Store } from './store/store.js';
 import { WalLostError, asRecord, type Wal } from './wal.js';
 
@@ -207,18 +207,31 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
     }
   }
 
+  /**
+   * A hand-over's ids, and the write-ahead log record that holds them (always JSON: the
+   * log stays readable by every version). Workers send the compact form of id-map.ts;
+   * a JSON object (what earlier versions send) is taken too.
+   */
+  function readHandoff(body: Buffer, type: string | undefined): { map: IdMap; record: Buffer } {
+    try {
+      if (type !== COMPACT_ID_MAP_TYPE) {
+        const map = decodeIdMap(parseJsonBody(body));
+        return { map, record: asRecord(body) };
+      }
+      const map = decodeIdMapCompact(body.toString('utf8'));
+      return { map, record: Buffer.from(map.size === 0 ? '{}' : encodeIdMap(map).join(''), 'utf8') };
+    } catch (err) {
+      throw err instanceof AppError ? err : new AppError('invalid_batch', `A hand-over must be tenants with their ids: ${(err as Error).message}.`);
+    }
+  }
+
   async function takeHandoff(req: http.IncomingMessage, res: http.ServerResponse, route: RouteMatch): Promise<void> {
     try {
       checkSecret(req, options.secret);
       const body = await readBody(req, MAX_HANDOFF_BYTES);
-      let map;
+      const { map, record } = readHandoff(body, req.headers['content-type']);
       try {
-        map = decodeIdMap(parseJsonBody(body));
-      } catch (err) {
-        throw err instanceof AppError ? err : new AppError('invalid_batch', `A hand-over must be an object of tenant → array of ids: ${(err as Error).message}.`);
-      }
-      try {
-        await wal.append(asRecord(body), () => pending.addMap(map));
+        await wal.append(record, () => pending.addMap(map));
       } catch (err) {
         throw storageError(err);
       }

@@ -3,16 +3,17 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SECRET_HEADER } from '../../shared/control-secret.js';
 import { HANDOFF_CHUNK_BYTES, HANDOFF_PATH, HandoffClient } from '../../worker/store/handoff.js';
+import { COMPACT_ID_MAP_TYPE, decodeIdMapCompact } from '../../worker/store/id-map.js';
 
 /** A stand-in owner: a real HTTP server on a free loopback port, answering as `answer` says. */
-async function owner(answer: (req: http.IncomingMessage, body: string, res: http.ServerResponse) => void): Promise<{ url: string; requests: { path: string; secret: string | undefined; body: string }[]; server: http.Server }> {
-  const requests: { path: string; secret: string | undefined; body: string }[] = [];
+async function owner(answer: (req: http.IncomingMessage, body: string, res: http.ServerResponse) => void): Promise<{ url: string; requests: { path: string; secret: string | undefined; type: string | undefined; body: string }[]; server: http.Server }> {
+  const requests: { path: string; secret: string | undefined; type: string | undefined; body: string }[] = [];
   const server = http.createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (part: Buffer) => parts.push(part));
     req.on('end', () => {
       const body = Buffer.concat(parts).toString('utf8');
-      requests.push({ path: req.url ?? '', secret: req.headers[SECRET_HEADER] as string | undefined, body });
+      requests.push({ path: req.url ?? '', secret: req.headers[SECRET_HEADER] as string | undefined, type: req.headers['content-type'], body });
       answer(req, body, res);
     });
   });
@@ -48,11 +49,12 @@ describe('HandoffClient', () => {
     for (const request of requests) {
       expect(request.path).toBe(`${HANDOFF_PATH}?wait=visible`);
       expect(request.secret).toBe('the-secret');
+      expect(request.type).toBe(COMPACT_ID_MAP_TYPE);
       expect(Buffer.byteLength(request.body)).toBeLessThanOrEqual(HANDOFF_CHUNK_BYTES);
     }
     const sent = new Map<string, string[]>();
     for (const request of requests) {
-      for (const [tenant, ids] of Object.entries(JSON.parse(request.body) as Record<string, string[]>)) sent.set(tenant, [...(sent.get(tenant) ?? []), ...ids]);
+      for (const [tenant, ids] of decodeIdMapCompact(request.body)) sent.set(tenant, [...(sent.get(tenant) ?? []), ...ids]);
     }
     expect(new Map([...sent].map(([tenant, ids]) => [tenant, ids.sort()]))).toEqual(new Map([...big].map(([tenant, ids]) => [tenant, [...ids].sort()])));
     // One entry per chunk; a non-string is not a tenant.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeIdMap, decodeIdMapChunks, encodeIdMap, idCount, type IdMap } from '../../worker/store/id-map.js';
+import { decodeIdMap, decodeIdMapChunks, decodeIdMapCompact, encodeIdMap, encodeIdMapCompact, idCount, type IdMap } from '../../worker/store/id-map.js';
 import { Pending } from '../../worker/pending.js';
 
 describe('id maps', () => {
@@ -9,13 +9,30 @@ describe('id maps', () => {
     expect(decodeIdMap(JSON.parse(text!))).toEqual(map);
   });
 
-  it('splits into chunks of about the size asked, a big tenant across several, and puts them back together', () => {
+  it('round-trips through the compact form: tenants and ids with quotes, commas, spaces, backslashes and any Unicode', () => {
+    const map: IdMap = new Map([['__proto__', ['a']], ['t "x", y', ['b\\', '{"id":1}', ' ']], ['日本', ['😀', 'ü']], ['constructor', ['toString']]]);
+    const [text] = encodeIdMapCompact(map);
+    expect(text).toBe('__proto__\u001fa\u001et "x", y\u001fb\\\u001f{"id":1}\u001f \u001e日本\u001f😀\u001fü\u001econstructor\u001ftoString');
+    expect(decodeIdMapCompact(text!)).toEqual(map);
+    expect(encodeIdMapCompact(new Map([['empty', []]]))).toEqual([]);
+    expect(decodeIdMapCompact('')).toEqual(new Map());
+  });
+
+  it('splits the compact form into chunks of about the size asked, a big tenant across several, and puts them back together', () => {
     const map: IdMap = new Map([['before', ['a']], ['big', Array.from({ length: 1000 }, (_, i) => `id-${i}`)], ['small', ['x']]]);
-    const chunks = encodeIdMap(map, 2000);
+    const chunks = encodeIdMapCompact(map, 2000);
     expect(chunks.length).toBeGreaterThan(3);
     for (const chunk of chunks) expect(chunk.length).toBeLessThan(2100);
     // Every id of the split tenant comes back (the merge thread once kept only its last chunk's).
     expect(decodeIdMapChunks(chunks)).toEqual(map);
+    for (const chunk of encodeIdMap(map, 2000)) expect(chunk.length).toBeLessThan(2100);
+  });
+
+  it('refuses a compact text that is not tenants each followed by ids', () => {
+    expect(() => decodeIdMapCompact('tenant-without-ids')).toThrow(TypeError);
+    expect(() => decodeIdMapCompact('\u001fid')).toThrow(TypeError);
+    expect(() => decodeIdMapCompact('t\u001fa\u001f\u001fb')).toThrow(TypeError);
+    expect(() => decodeIdMapCompact('t\u001fa\u001e')).toThrow(TypeError);
   });
 
   it('refuses what is not an object of string arrays, saying why', () => {

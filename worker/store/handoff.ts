@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { SECRET_HEADER } from '../../shared/control-secret.js';
-import { encodeIdMap, type IdMap } from './id-map.js';
+import { COMPACT_ID_MAP_TYPE, encodeIdMapCompact, type IdMap } from './id-map.js';
 
 /** The worker route that takes ids handed over by another worker (control route: needs the cluster secret). */
 export const HANDOFF_PATH = '/internal/merge';
@@ -40,7 +40,7 @@ export class HandoffClient {
   }
 
   async send(url: string, map: IdMap, options: { visible: boolean; timeoutMs: number }): Promise<HandoffAnswer> {
-    const chunks = encodeIdMap(map, HANDOFF_CHUNK_BYTES);
+    const chunks = encodeIdMapCompact(map, HANDOFF_CHUNK_BYTES);
     const failed: string[] = [];
     let next = 0;
     const lane = async (): Promise<void> => {
@@ -67,7 +67,7 @@ export class HandoffClient {
       const request = http.request(target, {
         method: 'POST',
         agent,
-        headers: { 'content-type': 'application/json', 'content-length': payload.length, [SECRET_HEADER]: this.#secret() },
+        headers: { 'content-type': COMPACT_ID_MAP_TYPE, 'content-length': payload.length, [SECRET_HEADER]: this.#secret() },
         signal: AbortSignal.timeout(options.timeoutMs),
       }, (response) => {
         const parts: Buffer[] = [];

@@ -1,7 +1,7 @@
 /** Every message between a worker and its merge thread (see merge-thread.ts). */
 
 export type ThreadRequest =
-  /** Ids to merge, as JSON objects of tenant → ids (strings cross threads as one copy, a Map as many). */
+  /** Ids to merge, in the compact form of id-map.ts (strings cross threads as one copy, a Map as many). */
   | { readonly type: 'merge'; readonly id: number; readonly chunks: readonly string[]; readonly stopBy?: number }
   | { readonly type: 'own'; readonly id: number; readonly shards: readonly number[] | null }
   | { readonly type: 'stale'; readonly id: number; readonly ms: number }

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../../shared/log.js';
-import { encodeIdMap, type IdMap } from './id-map.js';
+import { encodeIdMapCompact, type IdMap } from './id-map.js';
 import type { MergeBackend } from './merge-backend.js';
 import type { ThreadError, ThreadReply, ThreadRequest } from './merge-thread-messages.js';
 import type { MergeOutcome } from './merger.js';
@@ -74,7 +74,7 @@ export class ThreadedMerges implements MergeBackend {
     if (map.size === 0) return { written: 0, failed };
     let reply;
     try {
-      reply = await this.#ask({ type: 'merge', chunks: encodeIdMap(map, CHUNK_BYTES), ...(stopBy === undefined ? {} : { stopBy }) });
+      reply = await this.#ask({ type: 'merge', chunks: encodeIdMapCompact(map, CHUNK_BYTES), ...(stopBy === undefined ? {} : { stopBy }) });
     } catch (err) {
       for (const [tenant, ids] of map) failed.set(tenant, { ids, error: err });
       return { written: 0, failed };
