@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseJsonLines } from '../shared/json-lines.js';
+import type { Limits } from '../shared/items.js';
+import { readPlainBatch } from '../shared/plain-batch.js';
 import type { Pending } from './pending.js';
 import { decodeIdMap } from './store/id-map.js';
 import { segmentName } from './wal.js';
@@ -14,6 +16,12 @@ import { segmentName } from './wal.js';
  * - `["tenant", "id", "tenant", "id", ...]` — the flattened pairs of earlier versions.
  * Limits are not checked again: what was acknowledged is replayed whatever the config says now.
  */
+
+/** What was acknowledged is replayed whatever the limits say now. */
+const NO_LIMITS: Limits = { max_batch_items: Infinity, max_id_length: Infinity, max_tenant_length: Infinity };
+
+/** A batch record of the common shape, read without JSON.parse (see plain-batch.ts). */
+const readPlainRecord = (line: string): unknown => readPlainBatch(line, NO_LIMITS);
 
 /** The value of `key` in `item`: the exact key, else the first key equal to it ignoring case. */
 function field(item: Record<string, unknown>, key: string): unknown {
@@ -70,7 +78,7 @@ export async function replaySegments(folder: string, seqs: readonly number[], pe
     const result = parseJsonLines(text, (value) => {
       if (applyRecord(value, pending)) records++;
       else badLines++;
-    });
+    }, readPlainRecord);
     badLines += result.badLines;
     // A last record cut mid-write (the worker died in it): never acknowledged, so skipped.
     if (text.length > 0 && !text.endsWith('\n')) badLines++;

@@ -1,4 +1,4 @@
-import { appendFileSync, constants, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { appendFileSync, constants, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -198,6 +198,23 @@ describe('write-ahead log records', () => {
     expect(applyRecord(['t', 'f', 'w', 'g'], pending)).toBe(true);
     expect(applyRecord(42, pending)).toBe(false);
     expect(pending.take()).toEqual(new Map([['t', ['a', 'b', 'd', 'f']], ['u', ['c']], ['v', ['e']], ['w', ['g']]]));
+  });
+
+  it('replays a segment whose batches are read without JSON.parse where they can be, and with it where not, torn lines skipped', async () => {
+    const records = [
+      '[{"id":"a","tenant":"t"},{"tenant":"u","id":"b"}]',
+      '[ {"id" : "c", "tenant" : "t"} ]',
+      '[{"ID":"d","Tenant":"t"}]',
+      '[{"id":"e\\"x","tenant":"t"}]',
+      '{"v":["f","g"]}',
+      '[{"id":"torn","ten',
+      '["w","h"]',
+    ];
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, '000000000001.log'), `${records.join('\n')}\n`);
+    const pending = new Pending();
+    expect(await replaySegments(dir, [1], pending)).toEqual({ records: 6, badLines: 1 });
+    expect(pending.take()).toEqual(new Map([['t', ['a', 'c', 'd', 'e"x']], ['u', ['b']], ['v', ['f', 'g']], ['w', ['h']]]));
   });
 
   it('names the segment it cannot read', async () => {

@@ -26,13 +26,50 @@ export function encodeAppend(ids: readonly string[], count: number): string {
   return `${json.slice(0, -1)},${count}]\n`;
 }
 
+/** Escapes and control characters: a line holding one is left to JSON.parse. */
+const NEEDS_JSON_PARSE = /[\u0000-\u001f\\]/;
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+const CLOSE = 0x5d;
+
+/**
+ * A line of ids as this project writes it, `["a","b",42]` (or `["a","b"]`, an earlier
+ * version's), read by splitting instead of JSON.parse: V8's JSON.parse puts every string
+ * under 10 characters into its string table, and an owner reads a whole file this way
+ * when it first merges into it (after a start, or when a shard changes owner): 1,000,000
+ * short ids took 470 ms with JSON.parse and 56 ms split. Anything else (spaces, escapes,
+ * a count JSON would refuse, a header, a torn line) is left to JSON.parse: undefined.
+ */
+export function readPlainIdLine(line: string): unknown {
+  if (!line.startsWith('["') || line.charCodeAt(line.length - 1) !== CLOSE || NEEDS_JSON_PARSE.test(line)) return undefined;
+  // The count: digits before the final ']', without a leading zero (JSON has none).
+  let digits = line.length - 1;
+  while (digits > 0 && line.charCodeAt(digits - 1) >= 0x30 && line.charCodeAt(digits - 1) <= 0x39) digits--;
+  const count = line.slice(digits, -1);
+  if (count.length > 1 && count.startsWith('0')) return undefined;
+  let idsEnd = digits - 1; // the closing quote of the last id
+  if (count.length > 0) {
+    if (line.charCodeAt(digits - 1) !== COMMA) return undefined;
+    idsEnd = digits - 2;
+  }
+  if (idsEnd < 2 || line.charCodeAt(idsEnd) !== QUOTE) return undefined;
+  const inner = line.slice(2, idsEnd);
+  const ids = inner.split('","');
+  // With no escapes every quote ends a string, so the only quotes are the separators'.
+  let quotes = 0;
+  for (let at = inner.indexOf('"'); at !== -1; at = inner.indexOf('"', at + 1)) quotes++;
+  if (quotes !== 2 * (ids.length - 1)) return undefined;
+  if (count.length > 0) (ids as unknown[]).push(Number(count));
+  return ids;
+}
+
 /** Every id in the complete lines of `text` (repeats possible in files of earlier versions). */
 export function parseTenantLines(text: string): { ids: string[]; badLines: number } {
   const ids: string[] = [];
   const { badLines } = parseJsonLines(text, (value) => {
     if (!Array.isArray(value)) return; // the header
     for (const id of value) if (typeof id === 'string') ids.push(id);
-  });
+  }, readPlainIdLine);
   return { ids, badLines };
 }
 
