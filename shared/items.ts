@@ -41,7 +41,7 @@ export function checkTenant(tenant: unknown, maxLength: number): string {
 }
 
 /** A request body as text, with a client-fit error when it is not UTF-8. */
-function bodyText(body: Buffer): string {
+export function bodyText(body: Buffer): string {
   if (!isUtf8(body)) throw new AppError('invalid_utf8');
   return body.toString('utf8');
 }

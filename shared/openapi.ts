@@ -136,7 +136,7 @@ const OPERATIONS: { readonly [N in RouteName]: (role: ServerRole) => Operation }
       content: { [COMPACT_ID_MAP_TYPE]: { type: 'string' }, [JSON_TYPE]: 'Handoff' },
     },
     responses: { 200: { description: 'Logged here (durable); `failed` lists tenants not merged yet when `wait=visible`.', content: json('HandoffAnswer') } },
-    errors: ['unauthorized', 'forbidden', 'invalid_json', 'invalid_batch', 'storage_unavailable'],
+    errors: ['unauthorized', 'forbidden', 'invalid_utf8', 'invalid_json', 'invalid_batch', 'storage_unavailable'],
   }),
   batches: () => ({
     summary: "Several clients' batches from the coordinator in one request, each validated, logged and answered as if it had come alone",

@@ -7,7 +7,7 @@ import { SECRET_HEADER } from '../shared/control-secret.js';
 import { AppError } from '../shared/errors.js';
 import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { parseMembers, type MemberInfo } from '../shared/ipc.js';
-import { checkTenant, parseBatch, parseJsonBody } from '../shared/items.js';
+import { bodyText, checkTenant, parseBatch, parseJsonBody } from '../shared/items.js';
 import type { Logger } from '../shared/log.js';
 import { processMetrics } from '../shared/metrics.js';
 import { OBSERVING_ROUTES, commonOpsHandlers } from '../shared/ops-handlers.js';
@@ -218,7 +218,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
         const map = decodeIdMap(parseJsonBody(body));
         return { map, record: asRecord(body) };
       }
-      const map = decodeIdMapCompact(body.toString('utf8'));
+      const map = decodeIdMapCompact(bodyText(body));
       return { map, record: Buffer.from(map.size === 0 ? '{}' : encodeIdMap(map).join(''), 'utf8') };
     } catch (err) {
       throw err instanceof AppError ? err : new AppError('invalid_batch', `A hand-over must be tenants with their ids: ${(err as Error).message}.`);

@@ -45,7 +45,7 @@ describe('hand-overs in the compact form and in JSON', () => {
     expect(replayed.take()).toEqual(new Map([['h', ['a', 'b', 'c']], ['he said "x, y"', ['{"id":1}', '\\']], ['j', ['x', 'y']]]));
   });
 
-  it('refuses a compact hand-over that is not tenants each followed by ids, and logs nothing of it', async () => {
+  it('refuses a compact hand-over that is not tenants each followed by ids, or not UTF-8, and logs nothing of it', async () => {
     const segmentsBefore = await listSegments(worker.walFolder);
     const before = new Pending();
     await replaySegments(worker.walFolder, segmentsBefore, before);
@@ -54,6 +54,9 @@ describe('hand-overs in the compact form and in JSON', () => {
       expect(answer.status).toBe(400);
       expect(answer.body).toMatchObject({ error: { code: 'invalid_batch', message: expect.stringMatching(/^A hand-over must be tenants with their ids/) } });
     }
+    const notUtf8 = await fetch(`${worker.url}/internal/merge`, { method: 'POST', body: Buffer.from([0x74, 0x1f, 0xff, 0xfe]), headers: { 'content-type': COMPACT_ID_MAP_TYPE, [SECRET_HEADER]: worker.secret } });
+    expect(notUtf8.status).toBe(400);
+    expect(await notUtf8.json()).toMatchObject({ error: { code: 'invalid_utf8' } });
     const after = new Pending();
     await replaySegments(worker.walFolder, await listSegments(worker.walFolder), after);
     expect(after.ids).toBe(before.ids);

@@ -53,8 +53,9 @@ export function encodeIdMapCompact(map: IdMap, maxBytes = Number.POSITIVE_INFINI
 
 /** How one of the two forms writes a tenant's ids and joins tenants into a chunk. */
 interface IdMapForm {
-  /** The tenant as written, and what each id adds to a chunk besides its characters. */
+  /** The tenant as written. */
   key(tenant: string): string;
+  /** What each id adds to a chunk besides its characters (quotes, a separator). */
   readonly bytesPerId: number;
   part(key: string, ids: readonly string[]): string;
   chunk(parts: readonly string[]): string;
