@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AppError } from '../../shared/errors.js';
 import { parseBatch, validateBatch, type Item, type Limits } from '../../shared/items.js';
 import { readPlainBatch } from '../../shared/plain-batch.js';
-import { seededRandom } from '../helpers/random.js';
+import { mutatedTexts } from '../helpers/random.js';
 
 const LIMITS: Limits = { max_batch_items: 5, max_id_length: 8, max_tenant_length: 6 };
 
@@ -57,18 +57,10 @@ describe('readPlainBatch', () => {
   });
 
   it('agrees with the full path on 50,000 batches mutated at random: anything it reads, the full path reads the same', () => {
-    const next = seededRandom(12345);
-    const random = (n: number): number => Math.floor(next() * n);
     const pieces = ['"', '\\', ',', ':', '{', '}', '[', ']', ' ', '\n', 'id', 'tenant', '"id"', '"tenant"', 'a', 'ü', '\u007f', '1', 'null', '""'];
-    const base = ['[{"id":"a","tenant":"t"}]', '[{"tenant":"t","id":"bb"},{"id":"c","tenant":"uu"}]', '[ {"id" : "x y", "tenant" : "t"} ]', '[]'];
+    const bases = ['[{"id":"a","tenant":"t"}]', '[{"tenant":"t","id":"bb"},{"id":"c","tenant":"uu"}]', '[ {"id" : "x y", "tenant" : "t"} ]', '[]'];
     let read = 0;
-    for (let n = 0; n < 50_000; n++) {
-      let text = base[random(base.length)]!;
-      for (let k = random(3); k >= 0; k--) {
-        const at = random(text.length + 1);
-        const cut = random(3);
-        text = text.slice(0, at) + (random(2) === 0 ? pieces[random(pieces.length)] : '') + text.slice(Math.min(text.length, at + cut));
-      }
+    for (const text of mutatedTexts({ seed: 12345, count: 50_000, bases, pieces, edits: 3 })) {
       const items = readPlainBatch(text, LIMITS);
       if (items === undefined) continue;
       read++;
