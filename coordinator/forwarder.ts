@@ -58,6 +58,13 @@ export const LOOP_AVOID_MS = 10_000;
 /** An attempt cut shorter than forward_timeout by more than this gets its own timer (see forward()). */
 const PRECISE_TIMER_MARGIN_MS = 50;
 /**
+ * No attempt starts with less than this left before the deadline: it could only time out,
+ * turning what is known (nothing applied: 503) into `outcome_unknown`, and the batch it
+ * carried might be stored after the client was told so. (The backoff's last sleep ends
+ * at the deadline, so without this the last attempt often had a millisecond.)
+ */
+export const MIN_ATTEMPT_MS = 25;
+/**
  * A worker's error answer (5xx) is read up to this size: whole, so a refusal passed on to
  * the client is complete JSON. A longer one is not ours; it is cut for the log only.
  */
@@ -205,6 +212,7 @@ export class Forwarder {
         definitiveAnswers = 0;
         continue;
       }
+      if (remaining < MIN_ATTEMPT_MS) throw this.#gaveUp(lastError, maybeApplied);
       config = this.#config;
       // No attempt may run past the deadline the client was promised. undici's own timers
       // tick every ~0.5 s, so an attempt cut short by the deadline gets a precise timer too.

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FORWARDED_BY_HEADER } from '../../coordinator/forwarded-by.js';
-import { AVOID_AFTER_FAILURE_MS, ERROR_BODY_LIMIT, Forwarder, LOOP_AVOID_MS } from '../../coordinator/forwarder.js';
+import { AVOID_AFTER_FAILURE_MS, ERROR_BODY_LIMIT, Forwarder, LOOP_AVOID_MS, MIN_ATTEMPT_MS } from '../../coordinator/forwarder.js';
 import { validateConfig, type Config, type WorkerSpec } from '../../shared/config.js';
 import { AppError } from '../../shared/errors.js';
 import { freePorts } from '../helpers/ports.js';
@@ -168,6 +168,20 @@ describe('Forwarder', () => {
       res.end('{"error":{"code":"shutting_down","message":"m","id":"x"}}');
     };
     expect(((await forwarderFor(config).forward(POST()).catch((e: unknown) => e)) as AppError).code).toBe('no_worker_available');
+  });
+
+  it(`starts no attempt in the last MIN_ATTEMPT_MS (${MIN_ATTEMPT_MS} ms) before the deadline: 503s until then are no_worker_available, never outcome_unknown`, async () => {
+    // The backoff's last sleep is cut to end at the deadline; an attempt sent in the
+    // millisecond left could only time out, and a batch it carried might be stored after
+    // the client was told the outcome is unknown. 12 requests in a row, all answered 503.
+    const refusing = await fakeWorker((_req, res) => {
+      res.writeHead(503);
+      res.end('{"error":{"code":"shutting_down","message":"m","id":"x"}}');
+    });
+    const forwarder = forwarderFor(configFor([refusing.url], { forward_timeout: 0.2, forward_deadline: 0.2 }));
+    const codes = [];
+    for (let i = 0; i < 12; i++) codes.push(((await forwarder.forward(POST()).catch((e: unknown) => e)) as AppError).code);
+    expect(codes).toEqual(Array(12).fill('no_worker_available'));
   });
 
   it('every live worker answers storage_unavailable: that answer at once, as complete JSON, whatever its length', async () => {
