@@ -112,13 +112,22 @@ describe('operator mistakes', () => {
 
     // Once more with no batch arriving: the persist rounds alone find the log gone, recreate
     // it and write back every tenant file (the crash below leaves only the files and logs).
-    const recreated = (): number => workerLogs(cluster).match(/the write-ahead log is recreated and \d+ tenant file\(s\) are written back/g)?.length ?? 0;
-    await waitFor(() => recreated() > 0, 10_000, 'a worker to write back its tenant files');
+    const count = (pattern: RegExp): number => workerLogs(cluster).match(pattern)?.length ?? 0;
+    const recreated = (): number => count(/the write-ahead log is recreated and \d+ tenant file\(s\) are written back/g);
+    const lost = (): number => count(/the write-ahead log was lost/g);
+    // First let every recovery of the first rm finish (a worker still writing back made a
+    // second rm meet ENOTEMPTY, and a retried rm can delete a log recreated between tries).
+    let seen = '';
+    let stableSince = Date.now();
+    await waitFor(() => {
+      const now = `${lost()}/${recreated()}`;
+      if (now !== seen) [seen, stableSince] = [now, Date.now()];
+      return recreated() > 0 && recreated() === lost() && existsSync(path.join(db, '.wal')) && Date.now() - stableSince > 1500;
+    }, 20_000, 'every worker that lost its log to have recreated it and written back its tenant files');
     const recreatedBefore = recreated();
-    // Quiet, but a worker may still be writing back from the first time (a full run saw ENOTEMPTY).
     await removeWhileWritten(db);
-    await waitFor(() => recreated() >= recreatedBefore + 2, 10_000, 'both workers to recreate their logs and write back their tenant files with no batch arriving');
-    expect(existsSync(path.join(db, '.wal'))).toBe(true);
+    await waitFor(() => recreated() >= recreatedBefore + 2 && recreated() === lost(), 10_000, 'both workers to recreate their logs and write back their tenant files with no batch arriving');
+    await waitFor(() => existsSync(path.join(db, '.wal')), 10_000, 'the write-ahead log folder to exist again');
     await crashAndRestart(cluster);
     await expectNothingLost(cluster, ledger, 'rm -rf db/ while running, then while quiet');
   });
