@@ -219,7 +219,8 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
         return { map, record: asRecord(body) };
       }
       const map = decodeIdMapCompact(bodyText(body));
-      return { map, record: Buffer.from(map.size === 0 ? '{}' : encodeIdMap(map).join(''), 'utf8') };
+      // Without a size limit the map is one JSON object (none when it is empty).
+      return { map, record: Buffer.from(encodeIdMap(map)[0] ?? '{}', 'utf8') };
     } catch (err) {
       throw err instanceof AppError ? err : new AppError('invalid_batch', `A hand-over must be tenants with their ids: ${(err as Error).message}.`);
     }

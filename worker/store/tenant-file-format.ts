@@ -54,13 +54,13 @@ export function readPlainIdLine(line: string): unknown {
   }
   if (idsEnd < 2 || line.charCodeAt(idsEnd) !== QUOTE) return undefined;
   const inner = line.slice(2, idsEnd);
-  const ids = inner.split('","');
+  const values: unknown[] = inner.split('","');
   // With no escapes every quote ends a string, so the only quotes are the separators'.
   let quotes = 0;
   for (let at = inner.indexOf('"'); at !== -1; at = inner.indexOf('"', at + 1)) quotes++;
-  if (quotes !== 2 * (ids.length - 1)) return undefined;
-  if (count.length > 0) (ids as unknown[]).push(Number(count));
-  return ids;
+  if (quotes !== 2 * (values.length - 1)) return undefined;
+  if (count.length > 0) values.push(Number(count));
+  return values;
 }
 
 /** Every id in the complete lines of `text` (repeats possible in files of earlier versions). */
