@@ -1,13 +1,11 @@
 import { execFile } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { procStat } from '../../test/helpers/proc.js';
 import { redisUnavailable, startRedis, type RedisServer } from '../../test/helpers/redis.js';
 import { startBenchCluster } from '../cluster.js';
 import type { Profile } from '../profile.js';
 import type { Context, Row, SectionResult } from '../result.js';
 import { Workload } from '../workload.js';
-import { BATCH, CLIENTS, TENANTS, countsPerWorker, load, settled } from './scale-out.js';
+import { BATCH, CLIENTS, TENANTS, countsPerWorker, measuredLoad, warmUpSeconds } from './scale-out.js';
 
 const run = promisify(execFile);
 
@@ -52,21 +50,17 @@ export async function redisStoreSection(ctx: Context, profile: Profile): Promise
         const cluster = await startBenchCluster(workers, { worker_persist: 1, durability: 'fsync', ...(store === 'redis' ? { store: redis.url } : {}) });
         try {
           const pids = [cluster.pid, ...(await cluster.workerPids()), ...(store === 'redis' && redis.pid !== undefined ? [redis.pid] : [])];
-          const cpuSeconds = (pid: number): number => procStat(pid)?.cpuSeconds ?? 0;
+          const label = `${store}, ${workers} worker(s)`;
           const workload = new Workload({ tenants: TENANTS, repeatRate: 0, prefix: `r${workers}${store}-` });
-          const cpuBefore = pids.map(cpuSeconds);
-          const result = await load(cluster.url, workload, seconds);
-          const deadline = Date.now() + 120_000;
-          while (!(await settled(cluster))) {
-            if (Date.now() > deadline) throw new Error(`${store}, ${workers} worker(s): still persisting 120 s after the load`);
-            await sleep(20);
-          }
-          const cpu = pids.map((pid, i) => cpuSeconds(pid) - cpuBefore[i]!);
+          // Warm like section 7: the figures are a running cluster's, not its first seconds'.
+          const warm = await measuredLoad(cluster, pids, workload, warmUpSeconds(profile), `${label}, warm-up`);
+          const { result, cpu } = await measuredLoad(cluster, pids, workload, seconds, label);
+          const acknowledged = warm.result.acknowledged + result.acknowledged;
           const total = cpu.reduce((a, b) => a + b, 0);
           const redisCpu = store === 'redis' ? cpu.at(-1)! : 0;
           const sums = await countsPerWorker(cluster, TENANTS);
-          const exact = sums.every((sum) => sum === result.acknowledged);
-          if (!exact) ctx.problem(`redis store section, ${store}, ${workers} worker(s): counts per worker ${sums.join(', ')} but ${result.acknowledged} acknowledged`);
+          const exact = sums.every((sum) => sum === acknowledged);
+          if (!exact) ctx.problem(`redis store section, ${label}: counts per worker ${sums.join(', ')} but ${acknowledged} acknowledged`);
           const itemsPerSec = result.acknowledged / (result.ms / 1000);
           const usPerItem = (total * 1e6) / result.acknowledged;
           ctx.progress(`${store} store, ${workers} worker(s): ${Math.round(itemsPerSec).toLocaleString('en-US')} items/s, ${usPerItem.toFixed(1)} µs CPU/item${store === 'redis' ? ` (redis-server ${((redisCpu * 1e6) / result.acknowledged).toFixed(2)})` : ''}; counts ${exact ? 'exact' : 'WRONG'}`);
