@@ -1,6 +1,7 @@
 import type { Config } from '../../shared/config.js';
 import type { Logger } from '../../shared/log.js';
 import { FileStore } from './files.js';
+import { gatherWindowMs } from './merge-gather.js';
 import type { Store } from './store.js';
 
 /** A hand-over to another worker may take this long before the ids are written here instead. */
@@ -28,5 +29,6 @@ export async function createStore(config: () => Config, options: { readonly work
     thread: true,
     sync: () => config().durability === 'fsync',
     handoffTimeoutMs: () => Math.min(HANDOFF_TIMEOUT_MS, config().forward_timeout * 1000),
+    gatherMs: () => gatherWindowMs(config().worker_persist, config().worker_publish),
   });
 }

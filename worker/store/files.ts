@@ -5,6 +5,7 @@ import { HandoffClient } from './handoff.js';
 import { idCount, type IdMap } from './id-map.js';
 import { LocalMerges } from './local-merges.js';
 import type { MergeBackend } from './merge-backend.js';
+import { MergeGather } from './merge-gather.js';
 import { Ownership, type Member } from './ownership.js';
 import { SHARDS } from './shards.js';
 import type { PersistOptions, Store, StoreStatus } from './store.js';
@@ -28,6 +29,8 @@ export interface FileStoreOptions {
   readonly handoffTimeoutMs: () => number;
   /** Write tenant files from a worker thread (a running worker) rather than this one (tests, benchmarks). @default false */
   readonly thread?: boolean;
+  /** How long a merge waits to go with others (see gatherWindowMs); asked each time. @default 0 (never waits) */
+  readonly gatherMs?: () => number;
 }
 
 /**
@@ -45,6 +48,8 @@ export class FileStore implements Store {
   /** Read side only: counts. The tenant files are written by the merge backend. */
   readonly #files: TenantFiles;
   readonly #merges: MergeBackend;
+  /** Every merge goes through it: the round's own ids and those other workers hand over then, one append per file. */
+  readonly #gather: MergeGather;
   readonly #ownership: Ownership;
   readonly #handoff: HandoffClient;
   #handoffs = { sent: 0, failed: 0 };
@@ -56,6 +61,7 @@ export class FileStore implements Store {
     this.#handoff = new HandoffClient(options.secret);
     const backend = { database: options.database, log: options.log, staleMs: options.lockStaleMs };
     this.#merges = options.thread === true ? new ThreadedMerges(backend) : new LocalMerges(backend);
+    this.#gather = new MergeGather(this.#merges, options.gatherMs ?? (() => 0));
     this.#merges.own(this.#ownedShards());
   }
 
@@ -109,7 +115,7 @@ export class FileStore implements Store {
       this.#options.log.warn(`the worker is stopping and its time to persist is up: ${map.size} tenant(s) stay in the write-ahead log`);
       return;
     }
-    const outcome = await this.#merges.merge(map, options.stopBy);
+    const outcome = await this.#gather.merge(map, { ...(options.stopBy === undefined ? {} : { stopBy: options.stopBy }), urgent: options.visible === true });
     itemsNew.inc(outcome.written);
     for (const [tenant, failure] of outcome.failed) failed.set(tenant, failure.ids);
     if (outcome.failed.size > 0) {
@@ -137,6 +143,7 @@ export class FileStore implements Store {
   }
 
   windDown(at: number): void {
+    this.#gather.flush();
     this.#merges.setDeadline(at);
   }
 
@@ -170,6 +177,7 @@ export class FileStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#gather.flush();
     await this.#merges.close();
     await this.#handoff.close();
   }

@@ -11,6 +11,22 @@ export interface MergeOutcome {
   readonly failed: Map<string, { readonly ids: string[]; readonly error: unknown }>;
 }
 
+/**
+ * One part's share of the outcome of a merge that joined several (`part`, one of its
+ * maps): the failures of its own tenants, with its own ids. The ids written count once:
+ * all of them to the first part (`first`), none to the others, so summed they stay true.
+ */
+export function outcomeOf(whole: MergeOutcome, part: IdMap, first: boolean): MergeOutcome {
+  const failed = new Map<string, { ids: string[]; error: unknown }>();
+  if (whole.failed.size > 0) {
+    for (const [tenant, ids] of part) {
+      const failure = whole.failed.get(tenant);
+      if (failure !== undefined) failed.set(tenant, { ids, error: failure.error });
+    }
+  }
+  return { written: first ? whole.written : 0, failed };
+}
+
 export interface MergerOptions {
   readonly files: TenantFiles;
   readonly locks: ShardLocks;
@@ -103,14 +119,7 @@ export class Merger {
           if (job.stopBy !== undefined) stopBy = Math.min(stopBy ?? Infinity, job.stopBy);
         }
         const outcome = await this.#mergeAll(combined, stopBy);
-        for (const job of jobs) {
-          const failed = new Map<string, { ids: string[]; error: unknown }>();
-          for (const [tenant, ids] of job.map) {
-            const failure = outcome.failed.get(tenant);
-            if (failure !== undefined) failed.set(tenant, { ids, error: failure.error });
-          }
-          job.resolve({ written: outcome.written, failed });
-        }
+        jobs.forEach((job, i) => job.resolve(outcomeOf(outcome, job.map, i === 0)));
       }
     } finally {
       this.#running = undefined;
