@@ -284,14 +284,14 @@ export class Persister {
    * waits for other flushes, so flushes on two workers can never wait for each other.
    * Resolves with the tenants that could not be persisted.
    */
-  async flush(tenants: Iterable<string>, options: { visible: boolean; earlier?: boolean }): Promise<Set<string>> {
+  async flush(tenants: Iterable<string>, options: { visible: boolean; earlier?: boolean; handedOver?: boolean }): Promise<Set<string>> {
     const wanted = new Set(tenants);
     const earlier = options.earlier === true ? this.#flushesOf(wanted) : [];
     const taken = this.#pending.takeTenants(wanted);
     const round = this.#roundPersist;
     this.#inFlight.add(taken);
     const work = (async () => {
-      const failed = await this.#store.persist(taken, { visible: options.visible, ...(this.#stopBy === undefined ? {} : { stopBy: this.#stopBy }) });
+      const failed = await this.#store.persist(taken, { visible: options.visible, handedOver: options.handedOver === true, ...(this.#stopBy === undefined ? {} : { stopBy: this.#stopBy }) });
       if (!options.visible) this.#noteHandedOver(taken);
       this.#relog(failed);
       const result = new Set(failed.keys());
@@ -373,7 +373,7 @@ export class Persister {
       const soon = { tenants: new Set<string>(), visible: false, done: undefined as unknown as Promise<Set<string>> };
       soon.done = new Promise<void>((resolve) => setTimeout(resolve, options.visible ? 0 : HANDOFF_GATHER_MS)).then(() => {
         this.#soon = undefined;
-        return this.flush(soon.tenants, { visible: soon.visible });
+        return this.flush(soon.tenants, { visible: soon.visible, handedOver: true });
       });
       this.#soon = soon;
     }

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Logger } from '../../shared/log.js';
 import { tenantFilePath } from '../../shared/tenant-file-name.js';
+import { FileStore } from '../../worker/store/files.js';
 import { LocalMerges } from '../../worker/store/local-merges.js';
 import { MAX_GATHER_MS, MergeGather, gatherWindowMs } from '../../worker/store/merge-gather.js';
 import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
@@ -81,6 +82,28 @@ describe('MergeGather', () => {
     expect(second.failed.get('broken')!.ids).toEqual(['2', '3']);
     expect(appendsOf('fine')).toEqual(['["a",1]']);
     expect(appendsOf('other')).toEqual(['["b",1]']);
+  });
+});
+
+describe('FileStore merges', () => {
+  it('let ids handed over by other workers wait for company, and send the worker\'s own at once, taking the waiting ones along', async () => {
+    const store = new FileStore({ database: db, workerId: 'worker-1', log, secret: () => 's', lockStaleMs: 2000, sync: () => false, handoffTimeoutMs: () => 1000, gatherMs: () => 60_000 });
+    try {
+      let handedOverDone = false;
+      const handedOver = store.persist(new Map([['a', ['1']]]), { handedOver: true }).then((failed) => {
+        handedOverDone = true;
+        return failed;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(handedOverDone).toBe(false); // waiting for company (the window is a minute)
+      const own = await store.persist(new Map([['a', ['2']], ['b', ['3']]]));
+      expect(own.size).toBe(0);
+      expect((await handedOver).size).toBe(0);
+      expect(appendsOf('a')).toEqual(['["1","2",2]']);
+      expect(await store.count('a')).toBe(2);
+    } finally {
+      await store.close();
+    }
   });
 });
 

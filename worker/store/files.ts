@@ -48,7 +48,7 @@ export class FileStore implements Store {
   /** Read side only: counts. The tenant files are written by the merge backend. */
   readonly #files: TenantFiles;
   readonly #merges: MergeBackend;
-  /** Every merge goes through it: the round's own ids and those other workers hand over then, one append per file. */
+  /** Every merge goes through it: ids handed over close together, and this worker's own with them, make one append per file. */
   readonly #gather: MergeGather;
   readonly #ownership: Ownership;
   readonly #handoff: HandoffClient;
@@ -115,7 +115,9 @@ export class FileStore implements Store {
       this.#options.log.warn(`the worker is stopping and its time to persist is up: ${map.size} tenant(s) stay in the write-ahead log`);
       return;
     }
-    const outcome = await this.#gather.merge(map, { ...(options.stopBy === undefined ? {} : { stopBy: options.stopBy }), urgent: options.visible === true });
+    // Only ids other workers handed over wait for company; this worker's own go at once, with any that wait.
+    const urgent = options.visible === true || options.handedOver !== true;
+    const outcome = await this.#gather.merge(map, { ...(options.stopBy === undefined ? {} : { stopBy: options.stopBy }), urgent });
     itemsNew.inc(outcome.written);
     for (const [tenant, failure] of outcome.failed) failed.set(tenant, failure.ids);
     if (outcome.failed.size > 0) {

@@ -9,6 +9,11 @@ export interface PersistOptions {
    * otherwise once they are durable somewhere that will make them visible shortly.
    */
   readonly visible?: boolean;
+  /**
+   * The ids were handed over by other workers: their merge may wait a moment for the rest
+   * of them (see merge-gather.ts). A worker's own ids never wait.
+   */
+  readonly handedOver?: boolean;
 }
 
 /** What a store tells the status route. */
