@@ -80,9 +80,10 @@ const RECOVER_RETRY_MS = 500;
 /** A round that left tenants unpersisted (a lock held by a worker that just died, a full disk) is retried after this, doubling up to the interval. */
 const FIRST_RETRY_MS = 1000;
 /**
- * Hand-overs arriving this close together are merged in one pass: every worker persists
- * at the same moment of the interval, so an owner gets the others' ids all at once and
- * writes each tenant file once per interval, however many workers there are.
+ * Hand-overs arriving this close together are flushed together (one persist of their
+ * tenants); their merge then waits a little longer for the rest of the round's
+ * hand-overs (see merge-gather.ts), so an owner writes each tenant file about once per
+ * interval for all the others, however many workers there are.
  */
 export const HANDOFF_GATHER_MS = 25;
 
