@@ -105,6 +105,21 @@ describe('FileStore merges', () => {
       await store.close();
     }
   });
+
+  it('send what waits when a strong read persists, even one with no ids of its own', async () => {
+    const store = new FileStore({ database: db, workerId: 'worker-1', log, secret: () => 's', lockStaleMs: 2000, sync: () => false, handoffTimeoutMs: () => 1000, gatherMs: () => 60_000 });
+    try {
+      const handedOver = store.persist(new Map([['a', ['1']]]), { handedOver: true });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const started = performance.now();
+      await store.persist(new Map(), { visible: true });
+      expect((await handedOver).size).toBe(0);
+      expect(performance.now() - started).toBeLessThan(10_000); // not the minute of the window
+      expect(await store.count('a')).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 describe('gatherWindowMs', () => {

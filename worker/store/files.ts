@@ -67,6 +67,9 @@ export class FileStore implements Store {
 
   async persist(map: IdMap, options: PersistOptions = {}): Promise<IdMap> {
     const failed: IdMap = new Map();
+    // A strong read may wait for hand-overs already taken (Persister.flush, `earlier`):
+    // they go now, even when it brings no ids of its own.
+    if (options.visible === true) this.#gather.flush();
     if (map.size === 0) return failed;
     const local: IdMap = new Map();
     const remote = new Map<string, { member: Member; map: IdMap }>();
