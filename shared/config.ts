@@ -144,6 +144,15 @@ function numberKey(raw: Raw, key: string, fallback: number, min: number, max = N
   return value;
 }
 
+/**
+ * Whether workers publish between rounds: `worker_publish` is not 0 and `worker_persist`
+ * is more than twice as long (otherwise rounds come about as often anyway). Any unit, the
+ * same for both.
+ */
+export function publishesBetweenRounds(persist: number, publish: number): boolean {
+  return publish > 0 && persist > 2 * publish;
+}
+
 /** `worker_publish`: a number of seconds like the others, or 0 (only at persists). */
 function publishKey(raw: Raw): number {
   if (raw.worker_publish === 0) return 0;

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { publishesBetweenRounds } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
 import { HANDOVER_MEMORY_MS } from '../shared/consistency.js';
 import { describeError } from '../shared/describe-error.js';
@@ -200,7 +201,7 @@ export class Persister {
    */
   #publish(): void {
     if (this.#closing !== undefined || this.#publishing !== undefined || this.#roundPersist !== undefined) return;
-    if (this.#intervalMs <= 2 * this.#publishMs || this.#pending.ids === 0) return;
+    if (!publishesBetweenRounds(this.#intervalMs, this.#publishMs) || this.#pending.ids === 0) return;
     const tenants = this.#pending.tenantNames().filter((tenant) => !this.#failing.has(tenant));
     if (tenants.length === 0) return;
     this.#publishing = this.flush(tenants, { visible: false })

@@ -1,3 +1,4 @@
+import { publishesBetweenRounds } from '../../shared/config.js';
 import { addIdMap, type IdMap } from './id-map.js';
 import type { MergeBackend } from './merge-backend.js';
 import { outcomeOf, type MergeOutcome } from './merger.js';
@@ -18,8 +19,7 @@ export const MAX_GATHER_MS = 250;
  * one of what was handed over), and the merge threads' CPU per item about halved.
  */
 export function gatherWindowMs(persistSeconds: number, publishSeconds: number): number {
-  const publishing = publishSeconds > 0 && persistSeconds > 2 * publishSeconds;
-  const cadenceMs = (publishing ? publishSeconds : persistSeconds) * 1000;
+  const cadenceMs = (publishesBetweenRounds(persistSeconds, publishSeconds) ? publishSeconds : persistSeconds) * 1000;
   return Math.min(MAX_GATHER_MS, cadenceMs / 4);
 }
 
