@@ -114,6 +114,25 @@ export class ProcessLock {
    * is what a process that finds it taken is told.
    */
   static async acquire(database: string, name: string, info: HolderInfo): Promise<ProcessLock> {
+    return (await ProcessLock.#take(database, name, info, true))!;
+  }
+
+  /**
+   * Takes the lock if it is free; undefined when a live process holds it. On Linux the
+   * holder is not asked who it is (nobody would read it): a held abstract socket is a live
+   * holder, and not asking spares both processes a connection — adopters probe often.
+   */
+  static async tryAcquire(database: string, name: string, info: HolderInfo): Promise<ProcessLock | undefined> {
+    try {
+      return await ProcessLock.#take(database, name, info, false);
+    } catch (err) {
+      if (err instanceof LockHeldError) return undefined;
+      throw err;
+    }
+  }
+
+  /** `acquire`, or with `named` false, undefined for a lock held by a live holder on Linux. */
+  static async #take(database: string, name: string, info: HolderInfo, named: boolean): Promise<ProcessLock | undefined> {
     const socket = socketPath(database, name);
     const answer = JSON.stringify(info);
     for (let attempt = 0; ; attempt++) {
@@ -129,6 +148,8 @@ export class ProcessLock {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
       }
+      // An abstract socket cannot outlive its holder: taken means held by a live process.
+      if (!named && socket.startsWith('\0')) return undefined;
       const holder = await askHolder(socket);
       if (holder === 'gone' && attempt === 0 && !socket.startsWith('\0')) {
         // A socket file left by a holder that died: nobody listens, so it is ours to replace.
@@ -137,16 +158,6 @@ export class ProcessLock {
       }
       const who = holder === undefined || holder === 'gone' ? 'another process' : `pid ${holder.pid} (${holder.role}${holder.detail === undefined ? '' : `, ${holder.detail}`})`;
       throw new LockHeldError(`${name} of ${canonicalPath(database)} is held by ${who}`, holder === 'gone' ? undefined : holder);
-    }
-  }
-
-  /** Takes the lock if it is free; undefined when a live process holds it. */
-  static async tryAcquire(database: string, name: string, info: HolderInfo): Promise<ProcessLock | undefined> {
-    try {
-      return await ProcessLock.acquire(database, name, info);
-    } catch (err) {
-      if (err instanceof LockHeldError) return undefined;
-      throw err;
     }
   }
 

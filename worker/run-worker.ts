@@ -110,11 +110,13 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
   });
   const store = await createStore(() => config, { workerId, log, secret });
   let membership = membershipDigest(options.members);
+  /** The workers the coordinator lists as live: the adopter does not probe their logs. */
+  let memberIds = new Set(options.members.map((member) => member.id));
   store.setMembers(options.members);
   // A log's owner is proven gone by taking its lock, and these locks live on one machine
   // (one network namespace): only loopback workers adopt, and only loopback workers' logs.
   const adoptable = isLoopbackHost(spec.host) ? (id: string) => LOOPBACK_WORKER_ID.test(id) : () => false;
-  const adopter = new WalAdopter({ database, walRoot, selfId: workerId, log, adoptable });
+  const adopter = new WalAdopter({ database, walRoot, selfId: workerId, log, adoptable, live: (id) => memberIds.has(id) });
   persister = new Persister({ wal, pending, store, adopter, log, intervalMs: config.worker_persist * 1000, publishMs: config.worker_publish * 1000, phase: 0 });
   const rounds = persister;
   watchWorkerState({ pendingIds: () => pending.ids, walBytes: () => walFolderBytes(walFolder), lastPersistAt: () => rounds.lastRound?.at });
@@ -189,6 +191,7 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
   };
   const setMembers = (members: readonly MemberInfo[]): void => {
     membership = membershipDigest(members);
+    memberIds = new Set(members.map((member) => member.id));
     store.setMembers(members);
     if (members.some((member) => member.id === workerId)) persistRecovered();
   };

@@ -31,14 +31,14 @@ function merger(files = new TenantFiles(db, log), locks = new ShardLocks({ datab
 }
 
 /** A worker's persisting parts over `db`, with no other worker: it writes every tenant itself. */
-async function worker(id = 'worker-1', intervalMs = 60_000, publishMs = 0): Promise<{ pending: Pending; wal: Wal; store: FileStore; persister: Persister; walFolder: string }> {
+async function worker(id = 'worker-1', intervalMs = 60_000, publishMs = 0, live?: (workerId: string) => boolean): Promise<{ pending: Pending; wal: Wal; store: FileStore; persister: Persister; walFolder: string }> {
   const pending = new Pending();
   const walRoot = path.join(db, '.wal');
   const walFolder = path.join(walRoot, id);
   let persister: Persister | undefined;
   const wal = await Wal.open(walFolder, { durability: 'fsync', unpersisted: () => persister!.unpersistedRecords() });
   const store = new FileStore({ database: db, workerId: id, log, secret: () => 's', lockStaleMs: 2000, sync: () => true, handoffTimeoutMs: () => 1000 });
-  persister = new Persister({ wal, pending, store, adopter: new WalAdopter({ database: db, walRoot, selfId: id, log }), log, intervalMs, publishMs, phase: 0 });
+  persister = new Persister({ wal, pending, store, adopter: new WalAdopter({ database: db, walRoot, selfId: id, log, ...(live === undefined ? {} : { live }) }), log, intervalMs, publishMs, phase: 0 });
   return { pending, wal, store, persister, walFolder };
 }
 
@@ -149,7 +149,8 @@ describe('Persister', () => {
       await accept(w, 't', 'a', 'b');
       await accept(w, 'u', 'c');
       const accepted = performance.now();
-      await waitFor(async () => (await w.store.count('t')) === 2 && (await w.store.count('u')) === 1, 10 * PUBLISH_MS, 'the publish persisted them');
+      // The counts show as soon as the files are written; the publish ends a moment later.
+      await waitFor(async () => (await w.store.count('t')) === 2 && (await w.store.count('u')) === 1 && w.persister.persistingIds() === 0, 10 * PUBLISH_MS, 'the publish persisted them');
       console.log(`[timing] pending ids published ${(performance.now() - accepted).toFixed(0)} ms after they were accepted (publishMs ${PUBLISH_MS})`);
       expect(w.pending.ids).toBe(0);
       expect(w.persister.persistingIds()).toBe(0);
@@ -220,6 +221,22 @@ describe('Persister', () => {
     const w = await worker();
     const round = await w.persister.persistNow();
     expect(round.adopted).toBe(1);
+    expect(await w.store.count('orphan')).toBe(2);
+    expect(readdirSync(path.join(db, '.wal'))).toEqual(['worker-1']);
+    await w.wal.close();
+  });
+
+  it('does not probe the log of a worker the membership lists as live, and adopts it once it is no longer listed', async () => {
+    const dead = await worker('worker-dead');
+    await accept(dead, 'orphan', 'a', 'b');
+    await dead.wal.close(); // its lock is free, but the coordinator has not dropped it from the membership yet
+    const live = new Set(['worker-1', 'worker-dead']);
+    const w = await worker('worker-1', 60_000, 0, (id) => live.has(id));
+    expect((await w.persister.persistNow()).adopted).toBe(0);
+    expect(await w.store.count('orphan')).toBe(0);
+    expect(readdirSync(path.join(db, '.wal')).sort()).toEqual(['worker-1', 'worker-dead']);
+    live.delete('worker-dead');
+    expect((await w.persister.persistNow()).adopted).toBe(1);
     expect(await w.store.count('orphan')).toBe(2);
     expect(readdirSync(path.join(db, '.wal'))).toEqual(['worker-1']);
     await w.wal.close();

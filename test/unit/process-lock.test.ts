@@ -3,7 +3,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LockHeldError, ProcessLock } from '../../shared/process-lock.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/hold-process-lock.mjs', import.meta.url));
@@ -37,6 +38,20 @@ describe('ProcessLock', () => {
     await lock.release();
     const again = await ProcessLock.acquire(dir, 'cluster', { pid: process.pid, role: 'coordinator' });
     await again.release();
+  });
+
+  it('tryAcquire finds a held lock without connecting to its holder (on Linux); acquire asks the holder who it is', async () => {
+    const lock = await ProcessLock.acquire(dir, 'wal-worker-3', { pid: process.pid, role: 'worker' });
+    const connect = vi.spyOn(net, 'connect');
+    try {
+      expect(await ProcessLock.tryAcquire(dir, 'wal-worker-3', { pid: 1, role: 'adopting' })).toBeUndefined();
+      if (process.platform === 'linux') expect(connect).not.toHaveBeenCalled();
+      await expect(ProcessLock.acquire(dir, 'wal-worker-3', { pid: 1, role: 'adopting' })).rejects.toBeInstanceOf(LockHeldError);
+      expect(connect).toHaveBeenCalled();
+    } finally {
+      connect.mockRestore();
+      await lock.release();
+    }
   });
 
   it('names one folder however it is spelled', async () => {
