@@ -295,7 +295,7 @@ export class Persister {
     const work = (async () => {
       const failed = await this.#store.persist(taken, { visible: options.visible, handedOver: options.handedOver === true, ...(this.#stopBy === undefined ? {} : { stopBy: this.#stopBy }) });
       if (!options.visible) this.#noteHandedOver(taken);
-      this.#relog(failed);
+      this.#putBack(failed);
       const result = new Set(failed.keys());
       if (options.visible && round !== undefined) {
         const roundFailed = await round.catch(() => new Map<string, string[]>());
@@ -385,6 +385,22 @@ export class Persister {
     return soon.done.then((failed) => new Set(wanted.filter((tenant) => failed.has(tenant))));
   }
 
+  /** A stopping worker's time to persist is up: from now on no round deletes a log segment (see #putBack). */
+  #timeIsUp(): boolean {
+    return this.#stopBy !== undefined && Date.now() >= this.#stopBy;
+  }
+
+  /**
+   * Ids that could not be persisted go back into pending, and into the log again — except
+   * once a stopping worker's time is up: the segments that hold them are then kept, as
+   * no round deletes one from then on. Re-logging a backlog of tens of thousands of
+   * tenants (encode, append, fsync) ran such a stop past its deadline, to the SIGKILL.
+   */
+  #putBack(failed: IdMap): void {
+    if (this.#timeIsUp()) this.#pending.addMap(failed);
+    else this.#relog(failed);
+  }
+
   /** Puts ids that could not be persisted back into pending, and into the log again (their old segment is about to be deleted). */
   #relog(map: IdMap): void {
     if (map.size === 0) return;
@@ -434,7 +450,7 @@ export class Persister {
           this.#roundTaken = undefined;
         }
       }
-      this.#relog(failed);
+      this.#putBack(failed);
       this.#failing = new Set(failed.keys());
       await Promise.allSettled(flushesBefore);
       await Promise.allSettled([...this.#relogs]);
@@ -445,11 +461,12 @@ export class Persister {
         checkpointed = false;
         this.#log.error(`could not fsync what was persisted: ${describeError(err)}. The write-ahead log keeps it; retrying next round.`, err);
       });
-      if (!(await settledBy(checkpoint, stopBy))) {
+      if (this.#timeIsUp() || !(await settledBy(checkpoint, stopBy))) {
         checkpointed = false;
         this.#log.warn('the worker is stopping before its files were fsynced: the write-ahead log keeps what they hold');
       }
-      const safe = checkpointed && this.#relogFailures === relogFailuresBefore;
+      // Ids that failed once the stop's time was up were not logged again (see #putBack): their segments stay.
+      const safe = checkpointed && !this.#timeIsUp() && this.#relogFailures === relogFailuresBefore;
       if (safe && sealed !== undefined) {
         try {
           await this.#wal.dropThrough(sealed);

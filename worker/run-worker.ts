@@ -148,11 +148,13 @@ export async function runWorker(options: WorkerRunOptions): Promise<RunningWorke
       if ((pending.ids > 0 || wal.status().bytes > 0) && Date.now() < stopBy - FINAL_ROUND_PAUSE_MS) {
         round = await persistLeftovers(await rounds.persistNow(stopBy));
       }
-      const persisted = round.ok && pending.ids === 0;
+      // Ids of hand-overs whose merge is still under way count as not persisted: it fails at the deadline.
+      const unpersisted = pending.ids + rounds.persistingIds();
+      const persisted = round.ok && unpersisted === 0;
       if (!persisted) {
-        log.warn(`stopping with ${pending.ids} id(s) not yet persisted: they stay in the write-ahead log ${walFolder} and are persisted at the next start (or by another worker)`);
+        log.warn(`stopping with ${unpersisted} id(s) not yet persisted: they stay in the write-ahead log ${walFolder} and are persisted at the next start (or by another worker)`);
       }
-      return { persisted, pending: pending.ids };
+      return { persisted, pending: unpersisted };
     })();
     return stopping;
   };

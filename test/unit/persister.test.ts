@@ -49,6 +49,15 @@ async function accept(w: { wal: Wal; pending: Pending }, tenant: string, ...ids:
 }
 
 describe('Merger', () => {
+  it('fails every tenant a stop deadline stops with one shared DeadlineError, not one each', async () => {
+    const tenants = Array.from({ length: 2000 }, (_, i) => `late-${i}`);
+    const outcome = await merger().merge(new Map(tenants.map((t) => [t, ['a']])), Date.now() - 1);
+    expect(outcome.failed.size).toBe(2000);
+    const errors = new Set([...outcome.failed.values()].map((failure) => failure.error));
+    expect(errors.size).toBe(1);
+    expect([...errors][0]).toBeInstanceOf(DeadlineError);
+  });
+
   it('writes many tenants one shard lock at a time and leaves no lock behind', async () => {
     const tenants = Array.from({ length: 300 }, (_, i) => `tenant-${i}`);
     const outcome = await merger().merge(new Map(tenants.map((t) => [t, ['a', 'b']])));
@@ -223,6 +232,22 @@ describe('Persister', () => {
     expect(round.adopted).toBe(1);
     expect(await w.store.count('orphan')).toBe(2);
     expect(readdirSync(path.join(db, '.wal'))).toEqual(['worker-1']);
+    await w.wal.close();
+  });
+
+  it('a stop whose time is up keeps the log segments that hold what failed, and does not log those ids again', async () => {
+    const w = await worker();
+    await accept(w, 't', 'a', 'b');
+    await accept(w, 'u', 'c');
+    const round = await w.persister.close(Date.now() - 1); // the stop's time is up already: every merge fails
+    expect(round).toMatchObject({ ok: false, failedTenants: 2 });
+    expect(w.pending.ids).toBe(3); // still counted as not persisted
+    expect(await w.store.count('t')).toBe(0);
+    // The log holds each id once: the two batches as they came, no re-logged copy.
+    const kept = new Pending();
+    const { records } = await replaySegments(w.walFolder, await listSegments(w.walFolder), kept);
+    expect(records).toBe(2);
+    expect(kept.take()).toEqual(new Map([['t', ['a', 'b']], ['u', ['c']]]));
     await w.wal.close();
   });
 

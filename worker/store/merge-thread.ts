@@ -40,7 +40,14 @@ async function handle(request: ThreadRequest): Promise<void> {
       case 'merge': {
         const map = decodeIdMapChunks(request.chunks);
         const outcome = await merges.merge(map, request.stopBy);
-        reply({ written: outcome.written, failed: [...outcome.failed].map(([tenant, failure]) => [tenant, errorOf(failure.error)]) });
+        // Tenants failed by one error (a stop's deadline) share its copy: the message carries it once.
+        const copies = new Map<unknown, ThreadError>();
+        const copyOf = (error: unknown): ThreadError => {
+          let copy = copies.get(error);
+          if (copy === undefined) copies.set(error, (copy = errorOf(error)));
+          return copy;
+        };
+        reply({ written: outcome.written, failed: [...outcome.failed].map(([tenant, failure]) => [tenant, copyOf(failure.error)]) });
         return;
       }
       case 'own':

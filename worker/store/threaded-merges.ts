@@ -79,7 +79,13 @@ export class ThreadedMerges implements MergeBackend {
       for (const [tenant, ids] of map) failed.set(tenant, { ids, error: err });
       return { written: 0, failed };
     }
-    for (const [tenant, error] of reply.failed ?? []) failed.set(tenant, { ids: map.get(tenant) ?? [], error: asError(error) });
+    // A shared error arrives shared (structured cloning keeps identity): made into one Error, not one per tenant.
+    const errors = new Map<ThreadError, Error>();
+    for (const [tenant, error] of reply.failed ?? []) {
+      let err = errors.get(error);
+      if (err === undefined) errors.set(error, (err = asError(error)));
+      failed.set(tenant, { ids: map.get(tenant) ?? [], error: err });
+    }
     return { written: reply.written ?? 0, failed };
   }
 
