@@ -17,6 +17,14 @@ export function addIdMap(target: IdMap, source: IdMap): void {
   }
 }
 
+/** Several maps as one: the map itself when there is only one (the merges only read the ids), else a new map joining them. */
+export function joinIdMaps(maps: readonly IdMap[]): IdMap {
+  if (maps.length === 1) return maps[0]!;
+  const joined: IdMap = new Map();
+  for (const map of maps) addIdMap(joined, map);
+  return joined;
+}
+
 export function idCount(map: IdMap): number {
   let n = 0;
   for (const ids of map.values()) n += ids.length;

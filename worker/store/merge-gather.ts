@@ -1,7 +1,7 @@
 import { publishesBetweenRounds } from '../../shared/config.js';
-import { addIdMap, type IdMap } from './id-map.js';
+import { joinIdMaps, type IdMap } from './id-map.js';
 import type { MergeBackend } from './merge-backend.js';
-import { outcomeOf, type MergeOutcome } from './merger.js';
+import { shareOutcome, type MergeOutcome, type MergePart } from './merger.js';
 
 /** Most a merge waits for company, whatever the intervals (see gatherWindowMs). */
 export const MAX_GATHER_MS = 250;
@@ -31,11 +31,6 @@ export interface GatherOptions {
   readonly urgent?: boolean;
 }
 
-interface Job {
-  readonly map: IdMap;
-  readonly resolve: (outcome: MergeOutcome) => void;
-}
-
 /**
  * Holds merges for a short window (see gatherWindowMs) and sends them to the backend as
  * one: the ids other workers hand over in one round become one append per tenant file.
@@ -46,7 +41,7 @@ interface Job {
 export class MergeGather {
   readonly #backend: Pick<MergeBackend, 'merge'>;
   readonly #windowMs: () => number;
-  #jobs: Job[] = [];
+  #jobs: MergePart[] = [];
   #stopBy: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   readonly #fire = (): void => {
@@ -83,13 +78,8 @@ export class MergeGather {
     this.#jobs = [];
     this.#stopBy = undefined;
     if (jobs.length === 0) return;
-    let map = jobs[0]!.map;
-    if (jobs.length > 1) {
-      map = new Map();
-      for (const job of jobs) addIdMap(map, job.map);
-    }
-    this.#backend.merge(map, stopBy).then(
-      (outcome) => jobs.forEach((job, i) => job.resolve(outcomeOf(outcome, job.map, i === 0))),
+    this.#backend.merge(joinIdMaps(jobs.map((job) => job.map)), stopBy).then(
+      (outcome) => shareOutcome(outcome, jobs),
       // Not expected (a backend never rejects); every tenant of every job then failed, so its ids stay pending.
       (error: unknown) => {
         for (const job of jobs) job.resolve({ written: 0, failed: new Map([...job.map].map(([tenant, ids]) => [tenant, { ids, error }])) });

@@ -1,6 +1,6 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Logger } from '../../shared/log.js';
-import { addIdMap, type IdMap } from './id-map.js';
+import { joinIdMaps, type IdMap } from './id-map.js';
 import type { ShardLease, ShardLocks } from './shard-locks.js';
 import { shardOf } from './shards.js';
 import type { TenantFiles } from './tenant-files.js';
@@ -16,7 +16,7 @@ export interface MergeOutcome {
  * maps): the failures of its own tenants, with its own ids. The ids written count once:
  * all of them to the first part (`first`), none to the others, so summed they stay true.
  */
-export function outcomeOf(whole: MergeOutcome, part: IdMap, first: boolean): MergeOutcome {
+function outcomeOf(whole: MergeOutcome, part: IdMap, first: boolean): MergeOutcome {
   const failed = new Map<string, { ids: string[]; error: unknown }>();
   if (whole.failed.size > 0) {
     for (const [tenant, ids] of part) {
@@ -27,16 +27,26 @@ export function outcomeOf(whole: MergeOutcome, part: IdMap, first: boolean): Mer
   return { written: first ? whole.written : 0, failed };
 }
 
+/** Merges asked for separately and sent as one (their maps joined by joinIdMaps). */
+export interface MergePart {
+  readonly map: IdMap;
+  readonly resolve: (outcome: MergeOutcome) => void;
+}
+
+/** Answers each part (in the order joined) with its share of `whole`; a part that went alone gets `whole` itself. */
+export function shareOutcome(whole: MergeOutcome, parts: readonly MergePart[]): void {
+  if (parts.length === 1) parts[0]!.resolve(whole);
+  else parts.forEach((part, i) => part.resolve(outcomeOf(whole, part.map, i === 0)));
+}
+
 export interface MergerOptions {
   readonly files: TenantFiles;
   readonly locks: ShardLocks;
   readonly log: Logger;
 }
 
-interface Job {
-  readonly map: IdMap;
+interface Job extends MergePart {
   readonly stopBy: number | undefined;
-  readonly resolve: (outcome: MergeOutcome) => void;
 }
 
 /**
@@ -112,20 +122,9 @@ export class Merger {
       while (this.#queue.length > 0) {
         const jobs = this.#queue;
         this.#queue = [];
-        if (jobs.length === 1) {
-          // Alone: its own map, not a copy (the files only read the ids).
-          const [job] = jobs as [Job];
-          job.resolve(await this.#mergeAll(job.map, job.stopBy));
-          continue;
-        }
-        const combined: IdMap = new Map();
         let stopBy: number | undefined;
-        for (const job of jobs) {
-          addIdMap(combined, job.map);
-          if (job.stopBy !== undefined) stopBy = Math.min(stopBy ?? Infinity, job.stopBy);
-        }
-        const outcome = await this.#mergeAll(combined, stopBy);
-        jobs.forEach((job, i) => job.resolve(outcomeOf(outcome, job.map, i === 0)));
+        for (const job of jobs) if (job.stopBy !== undefined) stopBy = Math.min(stopBy ?? Infinity, job.stopBy);
+        shareOutcome(await this.#mergeAll(joinIdMaps(jobs.map((job) => job.map)), stopBy), jobs);
       }
     } finally {
       this.#running = undefined;
