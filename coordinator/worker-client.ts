@@ -1,3 +1,4 @@
+import http from 'node:http';
 import type { AxiosStatic } from 'axios';
 import { describeError } from '../shared/describe-error.js';
 import { lazyModule } from '../shared/lazy-module.js';
@@ -19,6 +20,13 @@ import { ownResourceErrorCode } from './resource-errors.js';
  */
 const loadAxios = lazyModule<{ default: AxiosStatic }>('axios');
 const axios = (): AxiosStatic => loadAxios().default;
+
+/**
+ * No keep-alive: Node's global agent keeps connections open (Node 19+), so a check would
+ * ride on a connection opened before trouble began — it passed for a worker that no longer
+ * accepts, and it never met the coordinator's own shortage of descriptors (CI caught it).
+ */
+const freshConnections = new http.Agent({ keepAlive: false });
 
 /** The answer to one health check. */
 export type HealthAnswer =
@@ -51,6 +59,7 @@ function parseBody(text: unknown): unknown {
 export const checkHealth: HealthCheck = async (url, { timeoutMs, signal }) => {
   try {
     const res = await axios().get<string>(`${url}/`, {
+      httpAgent: freshConnections,
       timeout: timeoutMs,
       signal,
       validateStatus: () => true,
@@ -80,6 +89,7 @@ export type KillAnswer =
 /** A control call: `POST <url><path>` with the secret; every status is an answer. */
 function controlPost(url: string, path: string, body: unknown, secret: string, options: { readonly timeoutMs: number; readonly signal: AbortSignal }) {
   return axios().post(`${url}${path}`, body, {
+    httpAgent: freshConnections,
     headers: { [SECRET_HEADER]: secret },
     timeout: options.timeoutMs,
     signal: options.signal,

@@ -279,6 +279,16 @@ describe('checkHealth (a real HTTP request to a fake worker)', () => {
     expect(await checkHealth(url, options())).toEqual({ kind: 'ok', body: { status: 'ok', pending: 3 } });
   });
 
+  it('every check opens a connection of its own (one kept open from before would not meet a worker that stopped accepting)', async () => {
+    let connections = 0;
+    const url = await fakeWorker((_req, res) => res.end('{}'));
+    servers[0]!.on('connection', () => {
+      connections += 1;
+    });
+    for (let i = 0; i < 3; i++) expect(await checkHealth(url, options())).toMatchObject({ kind: 'ok' });
+    expect(connections).toBe(3);
+  });
+
   it('any other status fails', async () => {
     const url = await fakeWorker((_req, res) => {
       res.statusCode = 503;
