@@ -9,6 +9,7 @@ import { loadExpress } from '../shared/http-server.js';
 import { Logger } from '../shared/log.js';
 import { startProcessMetrics } from '../shared/metrics.js';
 import { LockHeldError, ProcessLock, canonicalPath } from '../shared/process-lock.js';
+import { removeLeftLocks } from './left-locks.js';
 import { runClientCommand } from './cli/client-commands.js';
 import { parseCommandLine, type Command } from './cli/command-line.js';
 import { EXIT, UsageError } from './cli/usage-error.js';
@@ -102,8 +103,13 @@ async function main(configFile: string): Promise<void> {
   log.info(`coordinator listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`);
   const cap = capConnections(http.server, config.max_connections, log);
 
+  // The database the cluster lock covers: a changed `database` waits for a restart.
+  const database = config.database;
+  // Whether every worker this coordinator was ever given ran here (see removeLeftLocks).
+  let onlySpawnedWorkers = config.workers.every((worker) => worker.local);
   watcher.on('config', (next: Config) => {
     config = next;
+    onlySpawnedWorkers &&= next.workers.every((worker) => worker.local);
     log.setLevel(next.log_level);
     forwarder.setConfig(next);
     coalescer.setConfig(next);
@@ -130,6 +136,7 @@ async function main(configFile: string): Promise<void> {
         ['connection cap', () => cap.close()],
         ['batches under way', () => coalescer.close()],
         ['workers', () => supervisor.close()],
+        ['locks left by killed workers', () => (onlySpawnedWorkers ? removeLeftLocks(database, log) : Promise.resolve())],
         ['forwarder', () => forwarder.close()],
         ['strong reads', () => strong.close()],
       ] as const) {

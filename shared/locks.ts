@@ -1,4 +1,17 @@
+import path from 'node:path';
 import lockfile from 'proper-lockfile';
+
+/**
+ * The folder of the shard locks, inside the database (its name starts with a dot, so no
+ * tenant file can take it). Here, not beside the shards, because the coordinator clears
+ * it after a clean stop (see coordinator/left-locks.ts).
+ */
+export function locksFolder(database: string): string {
+  return path.join(database, '.locks');
+}
+
+/** proper-lockfile's lock of `target`: a folder named `<target>.lock`. */
+export const LOCK_SUFFIX = '.lock';
 
 /** What a lock holder can ask while it works. */
 export interface HeldLock {

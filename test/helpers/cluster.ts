@@ -528,6 +528,12 @@ function tail(text: string, length: number): string {
   return text.length <= length ? text : `...${text.slice(-length)}`;
 }
 
+/** Every lock folder (proper-lockfile's `*.lock`) anywhere under `dir`, as paths relative to it. */
+export function locksUnder(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.lock'));
+}
+
 /** Waits until every worker (or each of `urls`) counts `expected` for `tenant`. */
 export async function everyWorkerCounts(cluster: Cluster, tenant: string, expected: number, timeoutMs: number, urls: readonly string[] = cluster.workerUrls): Promise<void> {
   await waitFor(async () => {

@@ -2,7 +2,8 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tenantFilePath } from '../../shared/tenant-file-name.js';
-import { everyWorkerCounts, expectSanityCase, isAlive, startCluster, stopAllClusters, waitFor } from '../helpers/cluster.js';
+import { shardOf } from '../../worker/store/shards.js';
+import { everyWorkerCounts, expectSanityCase, isAlive, locksUnder, startCluster, stopAllClusters, waitFor } from '../helpers/cluster.js';
 import { Ledger, postUntil } from '../helpers/ledger.js';
 import { readmeFigure } from '../helpers/readme.js';
 import { generous, reportTiming } from '../helpers/slow-machine.js';
@@ -11,11 +12,6 @@ afterEach(stopAllClusters);
 
 /** The margin over `worker_persist` within which the README promises every worker counts an acknowledged item. */
 const CONVERGENCE_MARGIN_S = readmeFigure(/counted by every worker within `worker_persist` \+ \*\*([\d.]+) s\*\*/);
-
-/** Every lock directory left anywhere under the cluster's folder. */
-function locksUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.lock'));
-}
 
 describe('a real cluster', () => {
   it("passes the original's sanity case: t1 counts 2 on every worker", async () => {
@@ -203,6 +199,32 @@ describe('a real cluster', () => {
     expect(readdirSync(path.join(cluster.dir, 'db', '.wal'))).toEqual([]);
     await cluster.restart();
     expect(await cluster.count('bye')).toBe(2);
+  });
+
+  it('the shard locks of a SIGKILLed worker are removed at the next clean stop, even for shards nobody writes again', async () => {
+    // lock_stale 60: nothing takes the left locks over as stale during the test.
+    const cluster = await startCluster({ workers: 2, config: { lock_stale: 60 } });
+    const tenants = Array.from({ length: 40 }, (_, i) => `shard-spread-${i}`);
+    expect((await cluster.post(tenants.map((tenant) => ({ id: 'x', tenant })))).status).toBe(200);
+    const shards = new Set(tenants.map(shardOf)).size;
+    await waitFor(() => locksUnder(cluster.dir).length === shards, 10_000, 'the owners to hold the locks of every shard written');
+    // Killed with an empty log: nothing of it is adopted, so nothing waits for its locks to go stale.
+    const victimUrl = cluster.workerUrls[0]!;
+    await waitFor(async () => {
+      const { body } = await cluster.request('/', {}, victimUrl);
+      return body.pending === 0 && body.persisting === 0 && body.walBytes === 0;
+    }, 10_000, 'the worker to have persisted everything and emptied its log');
+    const victim = (await cluster.status()).workers.find((w) => w.url === victimUrl)!.pid;
+    process.kill(victim!, 'SIGKILL');
+    await waitFor(async () => {
+      const workers = (await cluster.status()).workers;
+      return workers.every((w) => w.state === 'up') && !workers.some((w) => w.pid === victim);
+    }, 20_000, 'the killed worker to be respawned');
+    expect(await cluster.stop('SIGINT')).toBe(0);
+    expect(locksUnder(cluster.dir)).toEqual([]);
+    expect(cluster.output()).toMatch(/removed \d+ shard lock\(s\) left by workers that were killed/);
+    await cluster.restart();
+    for (const tenant of tenants) expect(await cluster.count(tenant)).toBe(1);
   });
 
   it('Ctrl-C to the whole process group stops everything cleanly too', async () => {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tenantFilePath } from '../../shared/tenant-file-name.js';
-import { isAlive, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { isAlive, locksUnder, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { Ledger, postUntil } from '../helpers/ledger.js';
 
 /**
@@ -23,12 +23,6 @@ const TENANTS = Array.from({ length: 20 }, (_, i) => `tenant-${i}`);
 /** Every worker's log so far (a log file not made yet reads as empty). */
 function workerLogs(cluster: Cluster): string {
   return cluster.workerUrls.map((url) => (existsSync(cluster.workerLogFile(url)) ? readFileSync(cluster.workerLogFile(url), 'utf8') : '')).join('\n');
-}
-
-/** Every `.lock` folder under `dir`. */
-function locksUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.lock'));
 }
 
 /** SIGKILLs one worker, waits for its respawn, then restarts the whole cluster: what was acknowledged must all come back. */

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { locksFolder } from '../../shared/locks.js';
 
 /**
  * Tenants are spread over a fixed number of shards by a hash of their name. A shard is
@@ -23,10 +24,7 @@ export function shardOf(tenant: string): number {
   return fnv1a(tenant) % SHARDS;
 }
 
-/** The folder of the shard locks, inside the database (its name starts with a dot, so no tenant file can take it). */
-export function locksFolder(database: string): string {
-  return path.join(database, '.locks');
-}
+export { locksFolder } from '../../shared/locks.js';
 
 /** What proper-lockfile locks for a shard (it creates `<this>.lock`). */
 export function shardLockTarget(database: string, shard: number): string {
