@@ -13,7 +13,7 @@ export type Command =
   | { readonly kind: 'status'; readonly target: Target; readonly json: boolean }
   | { readonly kind: 'count'; readonly target: Target; readonly json: boolean; readonly tenants: readonly string[] }
   | { readonly kind: 'post'; readonly target: Target; readonly file: string; readonly batch: number; readonly concurrency: number }
-  /** Its arguments are the worker's own to read (see worker-command.ts). */
+  /** Its arguments, checked here, are the worker's own to read (see worker-command.ts); `--help` is its own usage. */
   | { readonly kind: 'worker'; readonly argv: readonly string[] };
 
 const DEFAULT_CONFIG = 'config.yaml';
@@ -24,19 +24,41 @@ const COMMON = {
 } as const satisfies ParseArgsConfig['options'];
 const CLIENT = { ...COMMON, url: { type: 'string', short: 'u' }, json: { type: 'boolean' } } as const satisfies ParseArgsConfig['options'];
 const POST = { ...CLIENT, batch: { type: 'string', short: 'b' }, concurrency: { type: 'string', short: 'j' } } as const satisfies ParseArgsConfig['options'];
+/** worker/standalone.ts's options (it reads them again), and --version. */
+const WORKER = { ...COMMON, port: { type: 'string', short: 'p' }, host: { type: 'string' } } as const satisfies ParseArgsConfig['options'];
+/** The commands, for a first word that is none of them. */
+const COMMANDS = ['run', 'status', 'count', 'post', 'worker'];
 
-/** util.parseArgs, its errors in our words: `unknown argument "--bogus"`. */
+/**
+ * util.parseArgs, its errors in our words and on one line (README: a wrong command line is
+ * one `countapp: ...` line): `unknown argument "--bogus"`, `--port needs a value`.
+ */
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: readonly string[], options: O, positionals: boolean) {
   try {
     return parseArgs({ args: [...args], options, strict: true, allowPositionals: positionals });
   } catch (err) {
     const code = (err as { code?: string }).code;
-    const message = (err as Error).message;
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown argument ${JSON.stringify(/'([^']*)'/.exec(message)?.[1] ?? message)}`);
-    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError(`unknown argument ${JSON.stringify(/'([^']*)'/.exec(message)?.[1] ?? message)}`);
-    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw new UsageError(message.replace(/^Option '([^']*)'/, '$1').replace(/ argument missing$/, ' needs a value'));
-    throw err;
+    if (code === undefined || !code.startsWith('ERR_PARSE_ARGS_')) throw err;
+    throw new UsageError(usageMessage(args, (err as Error).message));
   }
+}
+
+/** One line for one of util.parseArgs's messages (some are three lines long). */
+function usageMessage(args: readonly string[], message: string): string {
+  const quoted = /'([^']*)'/.exec(message)?.[1];
+  if (/^(Unknown option|Unexpected argument) /.test(message) && quoted !== undefined) return `unknown argument ${JSON.stringify(quoted)}`;
+  // `Option '-j, --concurrency <value>' argument missing`: the long name says it.
+  const name = /--[\w-]+/.exec(message)?.[0] ?? quoted;
+  if (/ argument missing$/.test(message)) return `${name} needs a value`;
+  // `--concurrency -1`: parseArgs takes no value that starts with a dash, in case an option
+  // was meant; `--batch --json` was surely one, `-1` may have been meant as the value.
+  if (/ argument is ambiguous\./.test(message)) {
+    const at = args.findIndex((arg, i) => arg === quoted && args[i + 1]?.startsWith('-'));
+    const next = at === -1 ? undefined : args[at + 1]!;
+    return next === undefined || next.startsWith('--') ? `${name} needs a value` : `${name} needs a value: to give one that starts with a dash, write ${name}=${next}`;
+  }
+  if (/ does not take an argument$/.test(message)) return `${quoted ?? name} takes no value`;
+  return message.split('\n')[0]!;
 }
 
 function positiveInteger(name: string, value: string | undefined, fallback: number, max: number): number {
@@ -72,8 +94,17 @@ function helpOrVersion(values: { help?: boolean; version?: boolean }): Command |
 export function parseCommandLine(argv: readonly string[]): Command {
   const [first, ...rest] = argv;
   switch (first) {
-    case 'worker':
+    case 'worker': {
+      // Checked here so that a mistake is a usage error like any other (one line, exit 2),
+      // not the worker's start-up failure (exit 1).
+      const { values } = parse(rest, WORKER, false);
+      if (values.version === true) return { kind: 'version' };
+      if (values.help !== true) {
+        if (values.config === undefined || values.port === undefined) throw new UsageError('worker needs --config PATH and --port N');
+        positiveInteger('port', values.port, 0, 65535);
+      }
       return { kind: 'worker', argv: rest };
+    }
     case 'status': {
       const { values } = parse(rest, CLIENT, false);
       const asked = helpOrVersion(values);
@@ -101,6 +132,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
       };
     }
     default: {
+      if (first !== undefined && first !== 'run' && !first.startsWith('-')) throw new UsageError(`unknown command ${JSON.stringify(first)}: the commands are ${COMMANDS.join(', ')}`);
       const args = first === 'run' ? rest : argv;
       const { values } = parse(args, COMMON, false);
       const asked = helpOrVersion(values);

@@ -52,15 +52,34 @@ export class CoordinatorClient {
     try {
       parsed = JSON.parse(text);
     } catch {
-      // Not JSON (a proxy's page, say): the text is shown as it is.
+      // Not JSON (a proxy's page, say): kept as text; foreignAnswer quotes its start.
     }
     return { status: res.status, body: parsed };
   }
 }
 
-/** `code: message (id ...)` of one of our JSON errors, or the answer's status and text. */
+/** How much of an answer that is not CountApp's a message quotes. */
+const EXCERPT_CHARS = 200;
+
+/** One of CountApp's JSON errors (`{"error":{"code":...,"message":...,"id":...}}`), or undefined for any other body. */
+export function countAppError(answer: Answer): { readonly code: string; readonly message?: unknown; readonly id?: unknown } | undefined {
+  const error = (answer.body as { error?: { code?: unknown } } | null)?.error;
+  return typeof error?.code === 'string' ? (error as { code: string }) : undefined;
+}
+
+/**
+ * What an answer that is not CountApp's says (a proxy's or another server's HTML page, at
+ * --url or behind it): its status and the start of its body on one line, not the whole page.
+ */
+export function foreignAnswer(answer: Answer): string {
+  const text = (typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body)).replace(/\s+/g, ' ').trim();
+  const excerpt = text === '' ? 'an empty body' : text.length > EXCERPT_CHARS ? `${text.slice(0, EXCERPT_CHARS)}…` : text;
+  return `HTTP ${answer.status}, not an answer of a CountApp coordinator: ${excerpt}`;
+}
+
+/** `code: message (id ...)` of one of our JSON errors, or foreignAnswer's line for any other answer. */
 export function describeError(answer: Answer): string {
-  const error = (answer.body as { error?: { code?: unknown; message?: unknown; id?: unknown } } | null)?.error;
-  if (typeof error?.code === 'string') return `${answer.status} ${error.code}: ${String(error.message)}${typeof error.id === 'string' ? ` (log id ${error.id})` : ''}`;
-  return `HTTP ${answer.status}: ${String(typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body)).slice(0, 200)}`;
+  const error = countAppError(answer);
+  if (error !== undefined) return `${answer.status} ${error.code}: ${String(error.message)}${typeof error.id === 'string' ? ` (log id ${error.id})` : ''}`;
+  return foreignAnswer(answer);
 }

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { count } from './format.js';
-import { CoordinatorClient, UnreachableError, describeError, type Answer } from './coordinator-client.js';
+import { CoordinatorClient, UnreachableError, countAppError, describeError, type Answer } from './coordinator-client.js';
 import { EXIT } from './usage-error.js';
 
 export interface PostOptions {
@@ -50,7 +50,9 @@ class Tally {
  * Sends batches with at most `concurrency` in flight. A refused item (400 with `index`) is
  * reported by where it came from and left out, the rest of its batch sent again; a batch
  * too large (413, too_many_items) is split; an unavailable cluster (503, 504, unreachable)
- * is retried with backoff — retrying is safe, an item sent twice counts once.
+ * is retried with backoff — retrying is safe, an item sent twice counts once. Only
+ * CountApp's own answers count: `{"accepted":N}` is stored, one of its JSON errors is
+ * refused; anything else (another server at --url, a proxy's error page) is not stored.
  */
 class Poster {
   readonly #client: CoordinatorClient;
@@ -87,7 +89,7 @@ class Poster {
         answer = { status: 0, body: err.message };
       }
       const code: unknown = answer.body?.error?.code;
-      if (answer.status === 200) {
+      if (answer.status === 200 && typeof answer.body?.accepted === 'number') {
         this.#tally.accepted += pending.length;
         return;
       }
@@ -116,6 +118,12 @@ class Poster {
       if (unavailable) {
         this.#tally.failed += pending.length;
         this.#options.err(`countapp post: ${pending.length} item(s) (${range}) not stored after ${ATTEMPTS} attempts: ${reason}\n`);
+      } else if (countAppError(answer) === undefined) {
+        // Not CountApp's answer (another server's 501 page, a 200 without `accepted`): no
+        // coordinator said it stored them, nor refused them for what they are. Not stored
+        // (behind a proxy's own error they may have been; sending them again is safe).
+        this.#tally.failed += pending.length;
+        this.#options.err(`countapp post: ${pending.length} item(s) (${range}) not stored: ${reason}\n`);
       } else {
         this.#tally.refused += pending.length;
         this.#options.err(`countapp post: ${pending.length} item(s) (${range}) refused: ${reason}\n`);
@@ -220,6 +228,6 @@ export async function postCommand(base: string, file: string, options: PostOptio
     if (shown && options.tty) options.err('\r\u001b[2K');
   }
   const source = file === '-' ? 'standard input' : file;
-  options.out(`posted ${count(tally.read)} items from ${source} in ${count(tally.batches)} batches, ${elapsed().toFixed(1)} s (${rate()} items/s): ${count(tally.accepted)} stored, ${count(tally.refused)} refused, ${count(tally.failed)} not stored, ${count(tally.skipped)} skipped\n`);
+  options.out(`posted ${count(tally.read)} items from ${source} in ${count(tally.batches)} ${tally.batches === 1 ? 'batch' : 'batches'}, ${elapsed().toFixed(1)} s (${rate()} items/s): ${count(tally.accepted)} stored, ${count(tally.refused)} refused, ${count(tally.failed)} not stored, ${count(tally.skipped)} skipped\n`);
   return tally.accepted === tally.read && tally.skipped === 0 ? EXIT.ok : EXIT.failed;
 }

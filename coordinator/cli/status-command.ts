@@ -1,5 +1,5 @@
 import { ago, bytes, count, duration } from './format.js';
-import { CoordinatorClient, describeError } from './coordinator-client.js';
+import { CoordinatorClient, describeError, foreignAnswer } from './coordinator-client.js';
 import { renderTable, type Cell } from './table.js';
 import { EXIT } from './usage-error.js';
 
@@ -26,6 +26,8 @@ interface WorkerRow {
 export async function statusCommand(base: string, options: { readonly json: boolean; readonly color: boolean; readonly out: (text: string) => void }): Promise<number> {
   const answer = await new CoordinatorClient(base).get('/status');
   if (answer.status !== 200) throw new Error(`GET ${base}/status answered ${describeError(answer)}`);
+  // A 200 from another server (a web page at --url) is not a status to draw.
+  if (!Array.isArray(answer.body?.workers)) throw new Error(`GET ${base}/status answered ${foreignAnswer(answer)}`);
   const status = answer.body;
   if (options.json) {
     options.out(`${JSON.stringify(status, null, 2)}\n`);

@@ -4,7 +4,7 @@ export const USAGE = `Usage: countapp [--config PATH]
        countapp status [--config PATH | --url URL] [--json]
        countapp count [--config PATH | --url URL] [--json] TENANT...
        countapp post [--config PATH | --url URL] [--batch N] [--concurrency N] FILE|-
-       countapp worker --config PATH --port N
+       countapp worker --config PATH --port N [--host ADDR]
        countapp --help | --version
 
 Commands:
@@ -17,7 +17,8 @@ Commands:
   post               add the items of FILE (or standard input: -): a JSON array of
                      {"id","tenant"} objects, or JSON Lines (one item, or one array of
                      items, per line); sent in batches, with a progress line and a summary
-  worker             a worker on another host (for a remote \`workers\` entry)
+  worker             a worker on another host (for a remote \`workers\` entry);
+                     \`countapp worker --help\` explains --port and --host
 
 Options:
   -c, --config PATH  the config file (default: ./config.yaml); status, count and post

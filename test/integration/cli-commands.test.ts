@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { postCommand } from '../../coordinator/cli/post-command.js';
-import { COORDINATOR_ENTRY, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
+import { COORDINATOR_ENTRY, REPO_ROOT, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { freePorts } from '../helpers/ports.js';
 import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
 
@@ -47,6 +48,26 @@ function countapp(args: string[], input?: string): Promise<{ code: number | null
   });
 }
 
+/**
+ * A web server that is not CountApp, answering every request with `status` and an HTML
+ * page like Python's http.server (GET: 404, POST: 501 unless `status` says otherwise).
+ */
+async function foreignServer(status?: number): Promise<string> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    const code = status ?? (req.method === 'POST' ? 501 : 404);
+    res.writeHead(code, { 'content-type': 'text/html;charset=utf-8' });
+    res.end([
+      '<!DOCTYPE HTML>', '<html lang="en">', '    <head>', '        <meta charset="utf-8">', '        <title>Error response</title>', '    </head>', '    <body>',
+      '        <h1>Error response</h1>', `        <p>Error code: ${code}</p>`, `        <p>Message: Unsupported method ('${req.method}').</p>`,
+      '        <p>Error code explanation: the server does not support this operation.</p>', '    </body>', '</html>', '',
+    ].join('\n'));
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+}
+
 /** Polls until the coordinator counts `expected` for every tenant. */
 async function converged(cluster: Cluster, expected: Record<string, number>): Promise<void> {
   await waitFor(async () => {
@@ -67,6 +88,31 @@ describe('countapp --help, --version, and mistakes', () => {
     expect(await countapp(['post', 'a', 'b'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/post needs one FILE/) });
     expect(await countapp(['post', '--batch', '0', 'a'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--batch must be a whole number/) });
     expect(await countapp(['status', '--bogus'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/unknown argument "--bogus"/) });
+  });
+
+  it('--help gives the worker command as the README does, --host included', async () => {
+    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const workerLine = /^- `(worker --config [^`]+)`/m.exec(readme)?.[1];
+    expect(workerLine).toBe('worker --config PATH --port N [--host ADDR]');
+    expect((await countapp(['--help'])).stdout).toContain(`       countapp ${workerLine}\n`);
+  });
+
+  it('makes every command-line mistake one `countapp: ...` line and exit 2, whatever the command', async () => {
+    const mistakes = [
+      ['stray'], ['--bogus'], ['--config'], ['run', 'extra'],
+      ['status', '--bogus'], ['status', '--url'], ['status', 'extra'], ['status', '--json=yes'],
+      ['count'], ['count', '--bogus', 't'], ['count', '--url'],
+      ['post'], ['post', '--concurrency', '-1', '-'], ['post', '-j', '-1', '-'], ['post', '--batch'], ['post', '--batch', '0', 'f'],
+      ['worker'], ['worker', '--config', 'config.yaml'], ['worker', '--config', 'config.yaml', '--port', 'x'], ['worker', '--config', 'config.yaml', '--port', '5001', '--bogus'],
+    ];
+    const results = await Promise.all(mistakes.map((argv) => countapp(argv)));
+    results.forEach((result, i) => {
+      expect({ argv: mistakes[i], ...result }).toMatchObject({ argv: mistakes[i], code: 2, stdout: '', stderr: expect.stringMatching(/^countapp: [^\n]+ \(countapp --help says how\)\n$/) });
+    });
+    // The two the tester met: the worker's usage block with exit 1, and parseArgs's three lines.
+    expect(results[17]!.stderr).toBe('countapp: worker needs --config PATH and --port N (countapp --help says how)\n');
+    expect(results[12]!.stderr).toBe('countapp: --concurrency needs a value: to give one that starts with a dash, write --concurrency=-1 (countapp --help says how)\n');
+    expect(results[0]!.stderr).toBe('countapp: unknown command "stray": the commands are run, status, count, post, worker (countapp --help says how)\n');
   });
 
   it('says where it could not reach the coordinator, and why a worker run by hand cannot start', async () => {
@@ -152,6 +198,25 @@ describe('countapp count and post', () => {
     expect(tooLong.stderr).toMatch(/400 invalid_tenant: .*\(log id [0-9a-f]{12}\)/);
   });
 
+  it('counts every tenant given, in that order, `__proto__` and numeric-looking names too (text and --json)', async () => {
+    const cluster = await startCluster({ workers: 1 });
+    const tenants = ['__proto__', 't1', 'zeta', '10', '2', 'alpha'];
+    // Tenant i has i + 1 distinct ids.
+    const items = tenants.flatMap((tenant, i) => Array.from({ length: i + 1 }, (_, j) => JSON.stringify({ id: `${j}`, tenant })));
+    const posted = await countapp(['post', '--url', cluster.url, '-'], items.join('\n'));
+    expect(posted).toMatchObject({ code: 0, stdout: expect.stringMatching(/^posted 21 items from standard input in 1 batch, .*: 21 stored, 0 refused, 0 not stored, 0 skipped\n$/) });
+    await converged(cluster, Object.fromEntries(tenants.map((tenant, i) => [tenant, i + 1])));
+
+    expect(await countapp(['count', '--url', cluster.url, '__proto__', 't1'])).toMatchObject({ code: 0, stdout: '__proto__\t1\nt1\t2\n', stderr: '' });
+    const json = await countapp(['count', '--url', cluster.url, '--json', '__proto__', 't1']);
+    expect(json).toMatchObject({ code: 0, stdout: '{"__proto__":1,"t1":2}\n' });
+    expect(Object.hasOwn(JSON.parse(json.stdout) as object, '__proto__')).toBe(true);
+    expect(await countapp(['count', '--url', cluster.url, 'zeta', '10', '2', 'alpha'])).toMatchObject({ code: 0, stdout: 'zeta\t3\n10\t4\n2\t5\nalpha\t6\n' });
+    expect(await countapp(['count', '--url', cluster.url, '--json', 'zeta', '10', '2', 'alpha'])).toMatchObject({ code: 0, stdout: '{"zeta":3,"10":4,"2":5,"alpha":6}\n' });
+    // A tenant given twice is counted once.
+    expect(await countapp(['count', '--url', cluster.url, 't1', 'zeta', 't1'])).toMatchObject({ code: 0, stdout: 't1\t2\nzeta\t3\n' });
+  });
+
   it('posts one JSON array from standard input', async () => {
     const cluster = await startCluster({ workers: 1 });
     const items = Array.from({ length: 1234 }, (_, i) => ({ id: `a-${i}`, tenant: 'from-stdin' }));
@@ -171,5 +236,32 @@ describe('countapp count and post', () => {
     expect(errors.some((line) => /^\d+ items read, 0 stored · 0 items\/s · 0 refused · \d+ failed\n$/.test(line))).toBe(true);
     expect(errors.filter((line) => /item\(s\) \(line \d+ to line \d+\) not stored after 6 attempts: 503 no_worker_available/.test(line))).toHaveLength(3);
     expect(out.join('')).toMatch(/: 0 stored, 0 refused, 30 not stored, 0 skipped\n$/);
+  });
+});
+
+describe('countapp against a server that is not CountApp', () => {
+  /** `countapp<prefix>` and the page's start, on one line: not the whole page. */
+  const FOREIGN = (prefix: string, status: number): RegExp => new RegExp(`^countapp${prefix}HTTP ${status}, not an answer of a CountApp coordinator: <!DOCTYPE HTML> <html lang="en"> <head> <meta charset="utf-8"> <title>Error response</title> [^\\n]{20,200}…\\n$`);
+
+  it('status, count and post say so in one line, and post counts the items as not stored', async () => {
+    const url = await foreignServer();
+    const status = await countapp(['status', '--url', url]);
+    expect(status).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(FOREIGN(` status: GET ${url}/status answered `, 404)) });
+    const counted = await countapp(['count', '--url', url, 't1']);
+    expect(counted).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(FOREIGN(': count of "t1": ', 404)) });
+    const posted = await countapp(['post', '--url', url, '-'], '{"id":"1","tenant":"t"}\n{"id":"2","tenant":"t"}\n');
+    expect(posted).toMatchObject({
+      code: 1,
+      stdout: expect.stringMatching(/^posted 2 items from standard input in 1 batch, .*: 0 stored, 0 refused, 2 not stored, 0 skipped\n$/),
+      stderr: expect.stringMatching(FOREIGN(' post: 2 item\\(s\\) \\(line 1 to line 2\\) not stored: ', 501)),
+    });
+  });
+
+  it('takes a 200 that is not CountApp\'s answer for none: no status drawn, nothing counted as stored', async () => {
+    const url = await foreignServer(200);
+    expect(await countapp(['status', '--url', url])).toMatchObject({ code: 1, stderr: expect.stringMatching(FOREIGN(` status: GET ${url}/status answered `, 200)) });
+    expect(await countapp(['count', '--url', url, 't1'])).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(FOREIGN(': count of "t1": ', 200)) });
+    const posted = await countapp(['post', '--url', url, '-'], '{"id":"1","tenant":"t"}\n');
+    expect(posted).toMatchObject({ code: 1, stdout: expect.stringMatching(/: 0 stored, 0 refused, 1 not stored, 0 skipped\n$/), stderr: expect.stringMatching(FOREIGN(' post: 1 item\\(s\\) \\(line 1\\) not stored: ', 200)) });
   });
 });

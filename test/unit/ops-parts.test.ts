@@ -82,18 +82,35 @@ describe('parseCommandLine', () => {
     expect(parseCommandLine(['count', '--json', 'a', 'b'])).toMatchObject({ kind: 'count', json: true, tenants: ['a', 'b'], target: { explicit: false } });
     expect(parseCommandLine(['post', '-b', '50', '-j', '2', '-'])).toMatchObject({ kind: 'post', file: '-', batch: 50, concurrency: 2 });
     expect(parseCommandLine(['worker', '--config', 'x', '--port', '7'])).toEqual({ kind: 'worker', argv: ['--config', 'x', '--port', '7'] });
+    expect(parseCommandLine(['worker', '-c', 'x', '-p', '7', '--host', '10.0.0.2'])).toEqual({ kind: 'worker', argv: ['-c', 'x', '-p', '7', '--host', '10.0.0.2'] });
+    // The worker's own usage says more about its options than countapp --help.
+    expect(parseCommandLine(['worker', '--help'])).toEqual({ kind: 'worker', argv: ['--help'] });
     expect(parseCommandLine(['status', '--version'])).toEqual({ kind: 'version' });
   });
 
   it.each([
     [['--bogus'], /unknown argument "--bogus"/],
-    [['--config'], /--config <value> needs a value/],
+    [['--config'], /^--config needs a value$/],
     [['status', '--url', 'http://a', '--config', 'b'], /--url or --config, not both/],
     [['status', '--url', 'ftp://a'], /an http:\/\/ URL/],
     [['post'], /post needs one FILE/],
     [['post', '--concurrency', '1.5', 'f'], /--concurrency must be a whole number from 1 to 256/],
-    [['stray'], /unknown argument "stray"/],
-  ])('refuses %j', (argv, message) => {
+    [['stray'], /^unknown command "stray": the commands are run, status, count, post, worker$/],
+    [['run', 'stray'], /^unknown argument "stray"$/],
+    // parseArgs's own message for these is three lines long.
+    [['post', '--concurrency', '-1', '-'], /^--concurrency needs a value: to give one that starts with a dash, write --concurrency=-1$/],
+    [['post', '-j', '-1', '-'], /^--concurrency needs a value: to give one that starts with a dash, write --concurrency=-1$/],
+    [['post', '--concurrency=-1', '-'], /^--concurrency must be a whole number from 1 to 256, got "-1"$/],
+    [['post', '--batch', '--json', 'f'], /^--batch needs a value$/],
+    [['count', '--url'], /^--url needs a value$/],
+    [['status', '--json=yes'], /^--json takes no value$/],
+    // The worker's command line is checked like the others', not by the worker as it starts.
+    [['worker', '--config', 'config.yaml'], /^worker needs --config PATH and --port N$/],
+    [['worker', '--port', '5001'], /^worker needs --config PATH and --port N$/],
+    [['worker', '--config', 'c.yaml', '--port', 'x'], /^--port must be a whole number from 1 to 65535, got "x"$/],
+    [['worker', '--config', 'c.yaml', '--port', '5001', '--bogus'], /^unknown argument "--bogus"$/],
+    [['worker', '--config', 'c.yaml', '--port'], /^--port needs a value$/],
+  ])('refuses %j in one line', (argv, message) => {
     expect(() => parseCommandLine(argv)).toThrow(UsageError);
     expect(() => parseCommandLine(argv)).toThrow(message);
   });
