@@ -71,6 +71,9 @@ export const MIN_ATTEMPT_MS = 25;
 export const ERROR_BODY_LIMIT = 16 * 1024;
 /** How much of a failing worker's answer goes into the log line. */
 const LOG_SNIPPET_CHARS = 300;
+/** `no_worker_available` for a batch, and for a count. */
+const NOTHING_STORED = 'No worker could take the request; nothing was stored. Try again shortly.';
+const NO_COUNT = 'No worker could answer the count; try again shortly.';
 
 /**
  * Errors raised before a request could reach the worker: the connection was never made
@@ -192,15 +195,15 @@ export class Forwarder {
       loadUndici();
     } catch (err) {
       // Nothing was sent (most likely the coordinator is out of file descriptors); the next request loads it again.
-      throw this.#gaveUp(err, false, `The coordinator cannot load its HTTP client (${describeError(err)}).`);
+      throw this.#gaveUp(request, err, false, `The coordinator cannot load its HTTP client (${describeError(err)}).`);
     }
     for (;;) {
-      if (this.#closing !== undefined) throw this.#gaveUp(lastError, maybeApplied, 'The coordinator is shutting down.');
+      if (this.#closing !== undefined) throw this.#gaveUp(request, lastError, maybeApplied, 'The coordinator is shutting down.');
       // No worker in the config at all: none will come back, so waiting would only delay the 503.
-      if (this.#config.workers.length === 0) throw this.#gaveUp(lastError, maybeApplied, 'The config lists no workers.');
+      if (this.#config.workers.length === 0) throw this.#gaveUp(request, lastError, maybeApplied, 'The config lists no workers.');
       const worker = tried === undefined ? this.#pickFirst() : this.#pickUntried(tried);
       const remaining = deadline - Date.now();
-      if (remaining <= 0) throw this.#gaveUp(lastError, maybeApplied);
+      if (remaining <= 0) throw this.#gaveUp(request, lastError, maybeApplied);
       // Every live worker is up but refused for a reason waiting would not change (its disk
       // refuses writes; it is a coordinator): the client learns it now (nothing was applied).
       if (worker === undefined && tried !== undefined && definitiveAnswers === tried.length) return definitive!;
@@ -212,7 +215,7 @@ export class Forwarder {
         definitiveAnswers = 0;
         continue;
       }
-      if (remaining < MIN_ATTEMPT_MS) throw this.#gaveUp(lastError, maybeApplied);
+      if (remaining < MIN_ATTEMPT_MS) throw this.#gaveUp(request, lastError, maybeApplied);
       config = this.#config;
       // No attempt may run past the deadline the client was promised. undici's own timers
       // tick every ~0.5 s, so an attempt cut short by the deadline gets a precise timer too.
@@ -233,12 +236,15 @@ export class Forwarder {
   }
 
   /** The error for a request no worker answered: what the client may conclude depends on whether one may have applied it. */
-  #gaveUp(lastError: unknown, maybeApplied: boolean, why?: string): AppError {
+  #gaveUp(request: ForwardRequest, lastError: unknown, maybeApplied: boolean, why?: string): AppError {
     countFailure(maybeApplied ? 'outcome_unknown' : 'no_worker_available');
+    const prefix = why === undefined ? '' : `${why} `;
     if (maybeApplied) {
-      return new AppError('outcome_unknown', `${why === undefined ? '' : `${why} `}A worker may have taken the batch but did not answer in time: it may or may not be stored. Retrying is safe (an item sent twice counts once).`, { cause: lastError });
+      return new AppError('outcome_unknown', `${prefix}A worker may have taken the batch but did not answer in time: it may or may not be stored. Retrying is safe (an item sent twice counts once).`, { cause: lastError });
     }
-    return new AppError('no_worker_available', why === undefined ? undefined : `${why} Nothing was stored.`, { cause: lastError });
+    // A GET is a count (GET /items/.../count, /counts, a strong read's): "nothing was stored" is a batch's news.
+    if (request.method === 'GET') return new AppError('no_worker_available', `${prefix}${NO_COUNT}`, { cause: lastError });
+    return new AppError('no_worker_available', why === undefined ? NOTHING_STORED : `${why} Nothing was stored.`, { cause: lastError });
   }
 
   /** Closes every pool (requests already sent finish first); a second call returns the same promise. */

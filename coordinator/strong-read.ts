@@ -4,7 +4,7 @@ import type { Pool } from 'undici';
 import type { Config } from '../shared/config.js';
 import { HANDOVER_MEMORY_MS } from '../shared/consistency.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
-import { AppError } from '../shared/errors.js';
+import { AppError, endSentence } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { FlushTarget } from './supervisor.js';
 import { loadUndici } from './undici.js';
@@ -61,7 +61,8 @@ export interface StrongReadsOptions {
 
 /** Why a strong read cannot be answered now: the client gets 503 `strong_read_unavailable` with it. */
 function unavailable(reason: string, cause?: unknown): AppError {
-  return new AppError('strong_read_unavailable', `A strong read has every worker persist the tenant first, and ${reason}. No count is answered rather than one that may miss acknowledged items: try again shortly, or read without consistency=strong.`, { cause });
+  // The reason may end with a worker's own message, and its period.
+  return new AppError('strong_read_unavailable', `${endSentence(`A strong read has every worker persist the tenant first, and ${reason}`)} No count is answered rather than one that may miss acknowledged items: try again shortly, or read without consistency=strong.`, { cause });
 }
 
 /** The message of a worker's JSON error answer, or a snippet of what it said. */

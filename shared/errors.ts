@@ -20,7 +20,8 @@ export const ERROR_CODES = {
   method_not_allowed: { status: 405, message: 'This route does not take that method.' },
   body_too_large: { status: 413, message: 'The request body is larger than allowed.' },
   internal: { status: 500, message: 'Something went wrong on our side; the id finds the detail in the log.' },
-  no_worker_available: { status: 503, message: 'No worker could take the request; nothing was stored. Try again shortly.' },
+  // For reads and writes alike (the forwarder words its own for each): a batch was not stored, a count not read.
+  no_worker_available: { status: 503, message: 'No worker could take the request: a batch was not stored, a count not read. Try again shortly.' },
   storage_unavailable: { status: 503, message: 'The worker could not write the batch to disk; nothing was acknowledged. Try again shortly.' },
   strong_read_unavailable: { status: 503, message: 'A strong read needs every worker to persist the tenant first, and one could not. Try again shortly, or read with the default consistency.' },
   shutting_down: { status: 503, message: 'The server is shutting down.' },
@@ -44,6 +45,15 @@ export class AppError extends Error {
     this.status = ERROR_CODES[code].status;
     this.index = options.index;
   }
+}
+
+/**
+ * `text` ended by a period, unless it ends with one (or another sentence end) already: for
+ * a message that ends a sentence with text from elsewhere (a worker's message, an error's),
+ * which may or may not end with its own period — never "..".
+ */
+export function endSentence(text: string): string {
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }
 
 /** The JSON body every error answer has: `{"error": {"code", "message", "id", "index"?}}`. */

@@ -16,7 +16,9 @@ export interface Limits {
 }
 
 // Control characters are refused: they hide in logs and terminals, and no real id needs them.
-const CONTROL = /[\u0000-\u001f\u007f]/;
+// C0, DEL and C1 (U+0080-U+009F: NEL among them, which some terminals and editors take for
+// a line break). plain-batch.ts sends every such batch here (NEEDS_FULL_PARSE).
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** Why a value cannot be an id or a tenant, or undefined when it can. */
 function problemWith(value: unknown, field: 'id' | 'tenant', maxLength: number): string | undefined {

@@ -15,8 +15,13 @@ import type { Item, Limits } from './items.js';
  * accepts a batch that path accepts, with the same items.
  */
 
-/** Characters that send a batch down the full path: escapes, control characters (tab, CR and LF among them). */
-const NEEDS_FULL_PARSE = /[\u0000-\u001f\u007f\\]/;
+/**
+ * Characters that send a batch down the full path: escapes, and every control character
+ * validateBatch refuses (C0 with tab, CR and LF among them, DEL, C1), so this path never
+ * takes a batch that one refuses. A write-ahead log record holding one (acknowledged before
+ * C1 was refused) is then read by JSON.parse, which takes it as it is (wal-records.ts).
+ */
+const NEEDS_FULL_PARSE = /[\u0000-\u001f\u007f-\u009f\\]/;
 
 const SPACE = 0x20;
 const QUOTE = 0x22;

@@ -1,5 +1,5 @@
 import type http from 'node:http';
-import { AppError, errorBody } from './errors.js';
+import { AppError, endSentence, errorBody } from './errors.js';
 import { newErrorId, type Logger } from './log.js';
 import { sendJson } from './responses.js';
 
@@ -44,6 +44,6 @@ export class Readiness {
       this.#log.warn(`not ready: ${reason}`, undefined, id);
       this.#last = { reason, id };
     }
-    sendJson(res, 503, errorBody(new AppError('not_ready', `Not ready: ${reason}.`), this.#last!.id));
+    sendJson(res, 503, errorBody(new AppError('not_ready', endSentence(`Not ready: ${reason}`)), this.#last!.id));
   }
 }

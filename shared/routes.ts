@@ -91,6 +91,23 @@ export interface MethodMismatch {
 }
 
 const PARAM = '{tenant}';
+const SLASH = 0x2f;
+
+/** The scheme and authority of a request target in absolute form: `http://host:port`. */
+const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+
+/**
+ * A request target as its path and query (origin form). HTTP/1.1 servers must accept the
+ * absolute form, `GET http://host/items/t1/count` (RFC 9112 §3.2.2; proxies send it), and
+ * route it by its path; Node hands it over as it came. The host named there is ignored,
+ * as the Host header is. Anything else (`*`) is returned as it is: no route.
+ */
+function originForm(target: string): string {
+  const authority = ABSOLUTE_FORM.exec(target);
+  if (authority === null) return target;
+  const rest = target.slice(authority[0].length);
+  return rest.charCodeAt(0) === SLASH ? rest : `/${rest}`;
+}
 
 interface CompiledRoute {
   readonly name: RouteName;
@@ -143,9 +160,10 @@ export class RouteTable<R extends ServerRole = ServerRole> {
    * comparisons: it runs on every request.
    */
   match(method: string | undefined, url: string): RouteMatch<RouteOf<R>> | MethodMismatch | undefined {
+    if (url.charCodeAt(0) !== SLASH) url = originForm(url);
     const q = url.indexOf('?');
     let path = q === -1 ? url : url.slice(0, q);
-    if (path.length > 1 && path.charCodeAt(path.length - 1) === 0x2f) path = path.slice(0, -1);
+    if (path.length > 1 && path.charCodeAt(path.length - 1) === SLASH) path = path.slice(0, -1);
     const route = this.#find(path) ?? (/[A-Z]/.test(path) ? this.#find(path, true) : undefined);
     if (route === undefined) return undefined;
     const { compiled, segment } = route;

@@ -3,6 +3,7 @@ import { publishesBetweenRounds } from '../shared/config.js';
 import type { Logger } from '../shared/log.js';
 import { HANDOVER_MEMORY_MS } from '../shared/consistency.js';
 import { describeError } from '../shared/describe-error.js';
+import { endSentence } from '../shared/errors.js';
 import { observePersistRound } from './metrics.js';
 import type { Pending } from './pending.js';
 import { addIdMap, encodeIdMap, idCount, type IdMap } from './store/id-map.js';
@@ -459,7 +460,7 @@ export class Persister {
       const checkpoint = this.#store.checkpoint();
       checkpoint.catch((err: unknown) => {
         checkpointed = false;
-        this.#log.error(`could not fsync what was persisted: ${describeError(err)}. The write-ahead log keeps it; retrying next round.`, err);
+        this.#log.error(`${endSentence(`could not fsync what was persisted: ${describeError(err)}`)} The write-ahead log keeps it; retrying next round.`, err);
       });
       if (this.#timeIsUp() || !(await settledBy(checkpoint, stopBy))) {
         checkpointed = false;

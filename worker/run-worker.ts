@@ -3,6 +3,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isLoopbackHost, type Config, type WorkerSpec } from '../shared/config.js';
 import { DATA_DIR_MODE } from '../shared/data-modes.js';
+import { endSentence } from '../shared/errors.js';
 import { membershipDigest, type MemberInfo } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 import { LockHeldError, ProcessLock } from '../shared/process-lock.js';
@@ -72,7 +73,7 @@ async function holdWal(database: string, workerId: string): Promise<ProcessLock>
     } catch (err) {
       if (!(err instanceof LockHeldError)) throw err;
       if (err.holder?.role !== 'adopting' || Date.now() >= deadline) {
-        throw new Error(`the write-ahead log of ${workerId} in ${database} is in use: ${err.message}. Is another CountApp cluster running on this database?`, { cause: err });
+        throw new Error(`${endSentence(`the write-ahead log of ${workerId} in ${database} is in use: ${err.message}`)} Is another CountApp cluster running on this database?`, { cause: err });
       }
       await sleep(100);
     }

@@ -4,7 +4,7 @@ import { PARTS_HEADER, splitParts } from '../shared/batch-parts.js';
 import type { Config } from '../shared/config.js';
 import { consistencyOf } from '../shared/consistency.js';
 import { SECRET_HEADER } from '../shared/control-secret.js';
-import { AppError } from '../shared/errors.js';
+import { AppError, endSentence } from '../shared/errors.js';
 import { createFrontDoor, describeRequest } from '../shared/http-server.js';
 import { parseMembers, type MemberInfo } from '../shared/ipc.js';
 import { bodyText, checkTenant, parseBatch, parseJsonBody } from '../shared/items.js';
@@ -222,7 +222,7 @@ export function createWorkerServer(options: WorkerServerOptions): WorkerServer {
       // Without a size limit the map is one JSON object (none when it is empty).
       return { map, record: Buffer.from(encodeIdMap(map)[0] ?? '{}', 'utf8') };
     } catch (err) {
-      throw err instanceof AppError ? err : new AppError('invalid_batch', `A hand-over must be tenants with their ids: ${(err as Error).message}.`);
+      throw err instanceof AppError ? err : new AppError('invalid_batch', endSentence(`A hand-over must be tenants with their ids: ${(err as Error).message}`));
     }
   }
 

@@ -15,6 +15,8 @@ import { segmentName } from './wal.js';
  * - `{"tenant": ["id", ...], ...}` — ids handed over by another worker or re-logged;
  * - `["tenant", "id", "tenant", "id", ...]` — the flattened pairs of earlier versions.
  * Limits are not checked again: what was acknowledged is replayed whatever the config says now.
+ * Nor are the characters: a record holding one refused since (C1 control characters, taken
+ * by earlier versions) leaves the plain reader for JSON.parse, and is replayed as it is.
  */
 
 /** What was acknowledged is replayed whatever the limits say now. */

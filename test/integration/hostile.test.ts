@@ -495,6 +495,11 @@ describe('hostile input against a real cluster', () => {
     ['/items/%7F/count'],
     ['/items/count?tenant=%00'],
     ['/items/count?tenant=x%0Dy'],
+    // C1 controls (U+0080-U+009F) as UTF-8: NEL, the first and the last.
+    ['/items/%C2%85/count'],
+    ['/items/a%C2%80/count'],
+    ['/items/count?tenant=x%C2%9Fy'],
+    ['/counts?tenant=ok&tenant=%C2%85'],
   ])('16b. a tenant with control characters (%s) → 400 invalid_tenant', async (pathname) => {
     for (const target of targets()) {
       await expectError(await send(target.url, pathname), { status: 400, code: 'invalid_tenant' }, `${target.name} GET ${pathname}`);
@@ -543,12 +548,27 @@ describe('hostile input against a real cluster', () => {
     ['a tenant "\\u0000"', () => `{"id":"x","tenant":"t\\u0000"}`],
     ['an id "\\u001f"', (t: string) => `{"id":"\\u001f","tenant":${q(t)}}`],
     ['a tenant "\\u007f"', () => `{"id":"x","tenant":"\\u007f"}`],
+    ['an id with a raw U+0085 (NEL, C1)', (t: string) => `{"id":"a\u0085","tenant":${q(t)}}`],
+    ['a tenant with a raw U+0080 (C1)', () => `{"id":"x","tenant":"t\u0080"}`],
+    ['an id "\\u009f" (C1)', (t: string) => `{"id":"\\u009f","tenant":${q(t)}}`],
     ['an id with a newline', (t: string) => `{"id":"line\\nbreak","tenant":${q(t)}}`],
     ['an id "\\ud800" (lone high surrogate)', (t: string) => `{"id":"\\ud800","tenant":${q(t)}}`],
     ['an id "\\udc00" (lone low surrogate)', (t: string) => `{"id":"x\\udc00","tenant":${q(t)}}`],
     ['a tenant "\\ud800"', () => `{"id":"x","tenant":"t\\ud800"}`],
   ])('17. control characters and lone surrogates in a batch (%s) → 400 invalid_item at its index, nothing stored', async (label, bad) => {
     await refusedBatch(`control-${label}`, (t) => `[{"id":"ok-0","tenant":${q(t)}},{"id":"ok-1","tenant":${q(t)}},${bad(t)},${bad(t)}]`, { status: 400, code: 'invalid_item', index: 2 });
+  });
+
+  it.each([
+    ['an id with a raw U+0085 (NEL)', (t: string) => ({ id: 'a\u0085', tenant: t })],
+    ['a tenant "\\u0080"', () => ({ id: 'x', tenant: '\u0080' })],
+    ['an id "\\u009f"', (t: string) => ({ id: '\u009f', tenant: t })],
+  ])('17b. C1 control characters in a large batch (%s; over 2 KB: the worker validates it) → 400 invalid_item at its index, nothing stored', async (label, bad) => {
+    await refusedBatch(`c1-large-${label}`, (t) => {
+      const text = JSON.stringify([...validItems(t, 60), bad(t)]);
+      expect(Buffer.byteLength(text)).toBeGreaterThan(2048);
+      return label.includes('raw') ? text : text.replace(/[\u0080-\u009f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    }, { status: 400, code: 'invalid_item', index: 60 });
   });
 
   it('18. right after hostile input, a valid batch at the limits is counted exactly, and the cluster survived it: every worker up, none restarted', async () => {

@@ -234,6 +234,35 @@ describe('one parser for every form of the count route', () => {
     }
   });
 
+  it('a request target in absolute form (`GET http://evil/items/t/count`, RFC 9112 3.2.2) is routed by its path and query, on the coordinator and every worker', async () => {
+    const tenant = fresh('absolute form');
+    const posted = await exchange(cluster.port, requestBytes('POST', 'http://evil/items', { headers: { 'content-type': 'application/json', connection: 'close' }, body: items(tenant, 3) }));
+    expectAccepted(posted.responses[0], 3, `POST http://evil/items: ${show(posted)}`);
+    await expectCountedEverywhere(tenant, 3);
+    const encoded = encodeURIComponent(tenant);
+    const ports = [cluster.port, ...cluster.workerUrls.map((url) => Number(new URL(url).port))];
+    for (const port of ports) {
+      const wire = await exchange(port, Buffer.concat([
+        requestBytes('GET', `http://evil/items/${encoded}/count`),
+        requestBytes('GET', `http://127.0.0.1:${port}/items/count?tenant=${encoded}`),
+        requestBytes('HEAD', `HTTP://evil:80/items/${encoded}/count/`),
+        requestBytes('GET', `http://evil/counts?tenant=${encoded}&tenant=nobody`),
+        requestBytes('GET', 'http://evil/openapi.json'), // an operations page (express)
+        requestBytes('GET', 'http://evil'),
+        requestBytes('GET', 'http://evil/nope', { headers: { connection: 'close' } }),
+      ]), { headResponses: [2] });
+      console.log(`[absolute form] port ${port} statuses: ${wire.responses.map((response) => response.status).join(' ')}`);
+      expect(wire.responses.map((response) => response.status), show(wire)).toEqual([200, 200, 200, 200, 200, 200, 404]);
+      expect(JSON.parse(wire.responses[0]!.body)).toEqual({ count: 3 });
+      expect(JSON.parse(wire.responses[1]!.body)).toEqual({ count: 3 });
+      expect(JSON.parse(wire.responses[3]!.body)).toEqual({ counts: { [tenant]: 3, nobody: 0 } });
+      expect(JSON.parse(wire.responses[4]!.body).openapi).toMatch(/^3\.1/);
+      expect(JSON.parse(wire.responses[5]!.body).status).toBe('ok');
+      // An unknown route is named by its path, as in origin form.
+      expect(JSON.parse(wire.responses[6]!.body).error.message).toBe('No route for GET /nope.');
+    }
+  });
+
   it('HEAD and a trailing slash answer like GET on the other routes too (health, 404, 405)', async () => {
     const wire = await exchange(cluster.port, Buffer.concat([
       requestBytes('GET', '/'), requestBytes('HEAD', '/'),

@@ -1,7 +1,8 @@
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tenantFilePath } from '../../shared/tenant-file-name.js';
 import { startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { Ledger, postUntil } from '../helpers/ledger.js';
 import { freePorts } from '../helpers/ports.js';
@@ -117,6 +118,26 @@ describe('strong reads (consistency=strong)', () => {
     // The next persist round of a live worker takes it over.
     await waitFor(() => !existsSync(orphan), 10_000, 'the orphaned log to be adopted');
     expect((await strongCount(cluster, 'orphan')).body).toEqual({ count: 0 });
+  });
+
+  it("answers 503 while a worker cannot persist the tenant (its file is a symlink), the worker's own reason in one sentence: no '..'", async () => {
+    const cluster = await startCluster({ workers: 2, config: { worker_persist: 1 } });
+    const file = tenantFilePath(path.join(cluster.dir, 'db'), 'linked');
+    writeFileSync(path.join(cluster.dir, 'outside.json'), '');
+    symlinkSync(path.join(cluster.dir, 'outside.json'), file);
+    try {
+      expect((await cluster.post([{ id: '1', tenant: 'linked' }])).status).toBe(200);
+      const refused = await strongCount(cluster, 'linked');
+      console.log(`[strong] refused: ${JSON.stringify(refused.body)}`);
+      expect(refused.status).toBe(503);
+      expect(refused.body.error.code).toBe('strong_read_unavailable');
+      expect(refused.body.error.message).toMatch(/safe in its write-ahead log\. No count is answered/);
+      expect(refused.body.error.message).not.toContain('..');
+    } finally {
+      rmSync(file, { force: true }); // the operator moves the link away
+    }
+    await waitFor(async () => (await strongCount(cluster, 'linked')).status === 200, 15_000, 'the strong read to answer once the file can be written');
+    expect((await strongCount(cluster, 'linked')).body).toEqual({ count: 1 });
   });
 
   it('refuses an unknown consistency (400) on the coordinator, and a strong read asked of a worker directly', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AppError, ERROR_CODES, errorBody, type ErrorCode } from '../../shared/errors.js';
+import { AppError, ERROR_CODES, endSentence, errorBody, type ErrorCode } from '../../shared/errors.js';
 import { codeSpan, readmeTable } from '../helpers/readme.js';
 import { productSources, readSource } from '../helpers/sources.js';
 
@@ -111,5 +111,18 @@ describe('errorBody', () => {
     expect(text).not.toContain('secret detail');
     expect(text).not.toContain('    at ');
     expect(Object.keys(JSON.parse(text).error).sort()).toEqual(['code', 'id', 'message']);
+  });
+});
+
+describe('endSentence', () => {
+  it('ends a message with one period, never two, whatever the text it ends with brought', () => {
+    expect(endSentence('worker-5001 could not: HTTP 503 storage_unavailable: their ids are safe in its write-ahead log')).toMatch(/log\.$/);
+    expect(endSentence('worker-5001 could not: HTTP 503 storage_unavailable: their ids are safe in its write-ahead log.')).toBe('worker-5001 could not: HTTP 503 storage_unavailable: their ids are safe in its write-ahead log.');
+    expect(endSentence('Is it?')).toBe('Is it?');
+    expect(endSentence('see (the log)')).toBe('see (the log).');
+  });
+
+  it('no registered message has a doubled period', () => {
+    for (const code of CODES) expect(ERROR_CODES[code].message, code).not.toMatch(/\.\./);
   });
 });

@@ -155,6 +155,23 @@ describe('Forwarder', () => {
     expect((err as AppError).code).toBe('no_worker_available');
   });
 
+  it('no_worker_available says what is true of each request: a count (GET) was not answered, a batch (POST) was not stored', async () => {
+    const [closedPort] = await freePorts(1);
+    const config = configFor([`http://127.0.0.1:${closedPort}`], { forward_timeout: 0.2, forward_deadline: 0.3 });
+    const read = (await forwarderFor(config).forward({ method: 'GET', path: '/items/count?tenant=t' }).catch((e: unknown) => e)) as AppError;
+    expect(read.code).toBe('no_worker_available');
+    expect(read.status).toBe(503);
+    expect(read.message).toBe('No worker could answer the count; try again shortly.');
+    const write = (await forwarderFor(config).forward(POST()).catch((e: unknown) => e)) as AppError;
+    expect(write.code).toBe('no_worker_available');
+    expect(write.message).toBe('No worker could take the request; nothing was stored. Try again shortly.');
+    // With a reason first (no worker in the config): the same news after it.
+    const none = configFor([], { forward_timeout: 0.2, forward_deadline: 0.3 });
+    expect(((await forwarderFor(none).forward({ method: 'GET', path: '/counts?tenant=t' }).catch((e: unknown) => e)) as AppError).message)
+      .toBe('The config lists no workers. No worker could answer the count; try again shortly.');
+    expect(((await forwarderFor(none).forward(POST()).catch((e: unknown) => e)) as AppError).message).toBe('The config lists no workers. Nothing was stored.');
+  });
+
   it('a 500 from the only worker may have applied the batch: outcome_unknown; a 503 applied nothing: no_worker_available', async () => {
     const failing = await fakeWorker((_req, res) => {
       res.writeHead(500);

@@ -56,6 +56,7 @@ describe('parseBatch: good batches', () => {
     ['escaped non-ASCII', '\u00e9', '\u{1F600}'],
     ['spaces and punctuation', 'a b/c', '../x'],
     ['dots', '.', '..'],
+    ['the first characters past C1 (U+00A0 no-break space, U+00A1)', 'a\u00a0b', '\u00a1'],
   ])('accepts non-ASCII and odd but printable strings: %s', (_what, id, tenant) => {
     expect(parseBatch(batch([{ id, tenant }]), LIMITS)).toEqual([{ id, tenant }]);
   });
@@ -193,6 +194,9 @@ describe('parseBatch: bad batches', () => {
     ['escape', '\u001b'],
     ['unit separator', '\u001f'],
     ['DEL', '\u007f'],
+    ['U+0080 (the first C1 control)', '\u0080'],
+    ['NEL (U+0085, C1)', '\u0085'],
+    ['U+009F (the last C1 control)', '\u009f'],
   ])('rejects the control character %s in an id or a tenant', (_what, char) => {
     const badId = appError(() => parseBatch(batch([{ id: `a${char}b`, tenant: 't' }]), LIMITS));
     expectCode(badId, 'invalid_item', 0);
@@ -267,6 +271,9 @@ describe('checkTenant', () => {
     ['empty', ''],
     ['too long', 'x'.repeat(17)],
     ['a control character', 'a\nb'],
+    ['a C1 control character (NEL, U+0085)', 'a\u0085'],
+    ['a C1 control character (U+0080)', '\u0080'],
+    ['a C1 control character (U+009F)', 'x\u009fy'],
     ['a lone surrogate', '\ud800'],
   ])('rejects a tenant that is %s as invalid_tenant', (_what, tenant) => {
     const err = appError(() => checkTenant(tenant, 16));

@@ -35,6 +35,9 @@ describe('readPlainBatch', () => {
     ['a trailing newline', '[{"id":"a","tenant":"t"}]\n'],
     ['a tab', '[{"id":"a",\t"tenant":"t"}]'],
     ['a DEL character in an id', '[{"id":"a\u007f","tenant":"t"}]'],
+    ['a C1 control character (U+0085) in an id', '[{"id":"a\u0085","tenant":"t"}]'],
+    ['a C1 control character (U+0080) in a tenant', '[{"id":"a","tenant":"\u0080"}]'],
+    ['a C1 control character (U+009F) in a tenant', '[{"id":"a","tenant":"t\u009f"}]'],
     ['a third key', '[{"id":"a","tenant":"t","x":1}]'],
     ['a repeated key', '[{"id":"a","id":"b"}]'],
     ['keys in another case', '[{"ID":"a","Tenant":"t"}]'],
@@ -57,7 +60,7 @@ describe('readPlainBatch', () => {
   });
 
   it('agrees with the full path on 50,000 batches mutated at random: anything it reads, the full path reads the same', () => {
-    const pieces = ['"', '\\', ',', ':', '{', '}', '[', ']', ' ', '\n', 'id', 'tenant', '"id"', '"tenant"', 'a', 'ü', '\u007f', '1', 'null', '""'];
+    const pieces = ['"', '\\', ',', ':', '{', '}', '[', ']', ' ', '\n', 'id', 'tenant', '"id"', '"tenant"', 'a', 'ü', '\u007f', '\u0085', '\u00a0', '1', 'null', '""'];
     const bases = ['[{"id":"a","tenant":"t"}]', '[{"tenant":"t","id":"bb"},{"id":"c","tenant":"uu"}]', '[ {"id" : "x y", "tenant" : "t"} ]', '[]'];
     let read = 0;
     for (const text of mutatedTexts({ seed: 12345, count: 50_000, bases, pieces, edits: 3 })) {
@@ -72,6 +75,16 @@ describe('readPlainBatch', () => {
 });
 
 describe('parseBatch', () => {
+  it('refuses a C1 control character (U+0080-U+009F) like the others, on the plain path and the full one alike', () => {
+    for (const char of ['\u0080', '\u0085', '\u009f']) {
+      for (const text of [`[{"id":"a${char}","tenant":"t"}]`, `[{"id":"a","tenant":"${char}"}]`, `[{"ID":"a${char}","tenant":"t"}]`]) {
+        expect(readPlainBatch(text, LIMITS), text).toBeUndefined();
+        expect(fullPath(text), text).toBe('invalid_item');
+        expect(() => parseBatch(Buffer.from(text), LIMITS), text).toThrow(/control characters/);
+      }
+    }
+  });
+
   it('answers a batch the plain reader leaves with the same items or error as before', () => {
     const text = '[{"ID":"a","tenant":"t"}, {"id":"b","tenant":"t","extra":[1]}]';
     expect(readPlainBatch(text, LIMITS)).toBeUndefined();

@@ -28,7 +28,21 @@ describe('RouteTable.match', () => {
   });
 
   it.each([
-    ['/nope'], ['/items/a/b/c'], ['/items/a/count/extra'], ['/items//count'], ['/items/t/count//'], ['/itemsx'], ['//items'], [''],
+    ['GET', 'http://evil/items/t1/count', 'countBySegment', 't1', ''],
+    ['GET', 'http://127.0.0.1:5000/items/count?tenant=a%2Fb&consistency=strong', 'countByQuery', undefined, 'tenant=a%2Fb&consistency=strong'],
+    ['POST', 'HTTPS://evil.example/items/', 'ingest', undefined, ''],
+    ['GET', 'http://[::1]:5001/counts?tenant=t', 'counts', undefined, 'tenant=t'],
+    ['GET', 'http://evil', 'health', undefined, ''],
+    ['GET', 'http://evil?x=1', 'health', undefined, 'x=1'],
+    ['GET', 'http://evil/metrics', 'metrics', undefined, ''],
+  ])('a request target in absolute form (RFC 9112 3.2.2), %s %s, is routed by its path: %s', (method, url, name, segment, query) => {
+    const match = coordinator.match(method, url);
+    expect(match).toMatchObject({ kind: 'route', name, segment, query });
+    expect(worker.match(method, url)).toEqual(match);
+  });
+
+  it.each([
+    ['/nope'], ['/items/a/b/c'], ['/items/a/count/extra'], ['/items//count'], ['/items/t/count//'], ['/itemsx'], ['//items'], [''], ['*'], ['http://evil/nope'], ['items/t1/count'],
   ])('an unknown path (%s) matches nothing', (url) => {
     expect(coordinator.match('GET', url)).toBeUndefined();
     expect(coordinator.match('POST', url)).toBeUndefined();

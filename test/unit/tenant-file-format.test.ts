@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeAppend, parseTenantLines, readPlainIdLine } from '../../worker/store/tenant-file-format.js';
+import { encodeAppend, encodeHeader, parseTenantLines, readPlainIdLine } from '../../worker/store/tenant-file-format.js';
 import { mutatedTexts } from '../helpers/random.js';
 
 /** What JSON.parse makes of a line, or 'bad' when it throws. */
@@ -68,5 +68,10 @@ describe('parseTenantLines', () => {
   it('takes every id of the complete lines, the header and torn lines skipped, plain or not', () => {
     const text = '{"tenant":"t"}\n["a","b",2]\n["c\\"d", "e",4]\n["torn\n["f",5]\n';
     expect(parseTenantLines(text)).toEqual({ ids: ['a', 'b', 'c"d', 'e', 'f'], badLines: 1 });
+  });
+
+  it('reads ids holding C1 control characters, which files written before they were refused may hold', () => {
+    const text = `${encodeHeader('t\u0085')}${encodeAppend(['a\u0085', 'b\u009f'], 2)}${encodeAppend(['\u0080'], 3)}`;
+    expect(parseTenantLines(text)).toEqual({ ids: ['a\u0085', 'b\u009f', '\u0080'], badLines: 0 });
   });
 });

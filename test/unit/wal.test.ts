@@ -217,6 +217,19 @@ describe('write-ahead log records', () => {
     expect(pending.take()).toEqual(new Map([['t', ['a', 'c', 'd', 'e"x']], ['u', ['b']], ['v', ['f', 'g']], ['w', ['h']]]));
   });
 
+  it('replays records holding C1 control characters (U+0080-U+009F, acknowledged before they were refused), raw and escaped', async () => {
+    const records = [
+      '[{"id":"a\u0085","tenant":"t"},{"id":"b","tenant":"t\u0080"}]',
+      '[{"id":"c\\u009f","tenant":"t"}]',
+      '{"t\u0085":["d"]}',
+    ];
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, '000000000001.log'), `${records.join('\n')}\n`);
+    const pending = new Pending();
+    expect(await replaySegments(dir, [1], pending)).toEqual({ records: 3, badLines: 0 });
+    expect(pending.take()).toEqual(new Map([['t', ['a\u0085', 'c\u009f']], ['t\u0080', ['b']], ['t\u0085', ['d']]]));
+  });
+
   it('names the segment it cannot read', async () => {
     const wal = await Wal.open(dir, options('write'));
     await wal.close();
