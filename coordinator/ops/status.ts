@@ -1,5 +1,6 @@
 import type { Config } from '../../shared/config.js';
 import { VERSION } from '../../shared/version.js';
+import { withoutPassword } from '../../shared/without-password.js';
 import type { WorkerStatus } from '../managed-worker.js';
 import type { ConfigProblem } from '../config-watcher.js';
 import type { HistoryPoint } from './history.js';
@@ -64,6 +65,12 @@ export function workerStatusRow(row: WorkerStatus): Record<string, unknown> {
   };
 }
 
+/** The config as `GET /status` shows it: anyone who can reach the port reads it, so a Redis URL's password is masked (as in the logs). */
+function shownConfig(config: Config): Config {
+  if (config.store.kind !== 'redis') return config;
+  return { ...config, store: { ...config.store, urls: config.store.urls.map(withoutPassword) } };
+}
+
 /** The coordinator's `GET /status` body (its schema: `Status` in the OpenAPI document). */
 export function clusterStatus(sources: StatusSources): Record<string, unknown> {
   const notReady = sources.notReady();
@@ -76,7 +83,7 @@ export function clusterStatus(sources: StatusSources): Record<string, unknown> {
     ready: notReady === undefined,
     notReadyReason: notReady ?? null,
     configFile: sources.configFile,
-    config: sources.config(),
+    config: shownConfig(sources.config()),
     configError: problem === undefined ? null : { at: new Date(problem.at).toISOString(), message: problem.message },
     workers: sources.workers().map(workerStatusRow),
     requests: sources.requests(),

@@ -53,6 +53,21 @@ describe.skipIf(unavailable !== undefined)('a cluster on one Redis node', () => 
     expect(health.body.store).toMatchObject({ kind: 'redis', reachable: true, appendonly: 'yes', appendfsync: 'everysec' });
   });
 
+  it('a Redis password in the URL works, and no page shows it: /status and the workers mask it as in the logs', async () => {
+    const redis = await startRedis();
+    const password = 'pw-that-must-not-show';
+    await redis.cli('CONFIG', 'SET', 'requirepass', password);
+    const url = redis.url.replace('redis://', `redis://:${password}@`);
+    const cluster = await startCluster({ workers: 2, config: { store: url } });
+    await expectSanityCase(cluster);
+    const status = await cluster.request('/status');
+    expect(status.status).toBe(200);
+    expect(JSON.stringify(status.body)).not.toContain(password);
+    expect(status.body.config.store.urls).toEqual([redis.url.replace('redis://', 'redis://:***@')]);
+    for (const worker of cluster.workerUrls) expect(JSON.stringify((await cluster.request('/', {}, worker)).body)).not.toContain(password);
+    expect(cluster.output()).not.toContain(password);
+  });
+
   it('counts duplicates across batches and workers once; any tenant string is its own key', async () => {
     const redis = await startRedis();
     const cluster = await startCluster({ workers: 3, config: { store: redis.url } });

@@ -6,6 +6,7 @@ import { idCount, type IdMap } from './id-map.js';
 import type { Member } from './ownership.js';
 import { redisPersistence, describePersistence, type RedisPersistence } from './redis-persistence.js';
 import type { PersistOptions, Store, StoreStatus } from './store.js';
+import { withoutPassword } from '../../shared/without-password.js';
 
 /** Ids per SADD: big enough to amortise a command, small enough to keep one reply quick. */
 const IDS_PER_COMMAND = 1000;
@@ -46,17 +47,6 @@ export interface RedisStoreOptions {
   readonly log: Logger;
   /** The worker's `durability` now: the persistence check says whether Redis keeps up with it. */
   readonly durability: () => Durability;
-}
-
-/** The URL with any password replaced, for logs and the status route. */
-function safeUrl(text: string): string {
-  try {
-    const url = new URL(text);
-    if (url.password !== '') url.password = '***';
-    return url.toString().replace(/\/$/, '');
-  } catch {
-    return text;
-  }
 }
 
 function reason(err: unknown): string {
@@ -111,7 +101,7 @@ export class RedisStore implements Store {
     this.#options = options;
     this.#log = options.log;
     const { spec } = options;
-    this.#where = spec.cluster ? `the Redis Cluster at ${spec.urls.map(safeUrl).join(', ')}` : `Redis at ${safeUrl(spec.urls[0]!)}`;
+    this.#where = spec.cluster ? `the Redis Cluster at ${spec.urls.map(withoutPassword).join(', ')}` : `Redis at ${withoutPassword(spec.urls[0]!)}`;
     const socket = {
       connectTimeout: CONNECT_TIMEOUT_MS,
       reconnectStrategy: (retries: number): number => Math.min(RECONNECT_FIRST_MS * 2 ** Math.min(retries, 10), RECONNECT_MAX_MS),
@@ -311,7 +301,7 @@ export class RedisStore implements Store {
   status(): StoreStatus {
     return {
       kind: this.kind,
-      redis: this.#options.spec.urls.map(safeUrl),
+      redis: this.#options.spec.urls.map(withoutPassword),
       cluster: this.#options.spec.cluster,
       reachable: this.#isOpen(),
       ...(this.#outage === undefined ? {} : { outage: this.#outage }),
