@@ -129,14 +129,18 @@ async function main(configFile: string): Promise<void> {
     }
     log.info(`${signal}: stopping the cluster (every worker persists first)`);
     stopping = (async () => {
+      // From here new batches and counts are answered 503 shutting_down, while /readyz,
+      // /status and the other observing routes still answer: the server stops listening
+      // only once the workers have stopped, so a probe sees the stop (not a refused
+      // connection) for as long as the workers persist.
       http.beginShutdown();
       for (const [name, step] of [
         ['config watcher', () => watcher.close()],
-        ['HTTP server', () => http.close()],
-        ['connection cap', () => cap.close()],
         ['batches under way', () => coalescer.close()],
         ['workers', () => supervisor.close()],
         ['locks left by killed workers', () => (onlySpawnedWorkers ? removeLeftLocks(database, log) : Promise.resolve())],
+        ['HTTP server', () => http.close()],
+        ['connection cap', () => cap.close()],
         ['forwarder', () => forwarder.close()],
         ['strong reads', () => strong.close()],
       ] as const) {

@@ -76,6 +76,27 @@ describe('health and readiness', () => {
   });
 });
 
+describe('while the coordinator stops', () => {
+  it('/readyz answers 503 "the coordinator is stopping" and /status answers for as long as the workers persist; new batches get 503 shutting_down', async () => {
+    const cluster = await startCluster({ workers: 2, config: { kill_timeout: 6 } });
+    const [stuck] = await cluster.workerPids();
+    // A worker that cannot answer its stop keeps the coordinator stopping until kill_timeout.
+    signal(stuck!, 'SIGSTOP');
+    try {
+      signal(cluster.pid, 'SIGINT');
+      await waitFor(async () => (await get(cluster, '/readyz')).status === 503, 5_000, '/readyz to turn 503');
+      expect((await get(cluster, '/readyz')).json.error.message).toMatch(/the coordinator is stopping/);
+      expect(cluster.exited).toBeUndefined();
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect((await get(cluster, '/status')).status).toBe(200);
+      expect((await cluster.post([{ id: 'late', tenant: 'stopping' }])).body).toMatchObject({ error: { code: 'shutting_down' } });
+    } finally {
+      signal(stuck!, 'SIGCONT');
+    }
+    await cluster.waitFor(() => cluster.exited !== undefined, 20_000, 'the coordinator to exit');
+  });
+});
+
 describe('GET /status', () => {
   it('shows each worker (pid, state, uptime, pending ids, tenants, log size, last persist), the config, its last error, and the coordinator\'s request counts', async () => {
     const cluster = await startCluster({ workers: 2 });
