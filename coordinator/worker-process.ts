@@ -2,6 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config, WorkerSpec } from '../shared/config.js';
+import { DATA_DIR_MODE, DATA_FILE_MODE, tightenFileMode } from '../shared/data-modes.js';
 import { isWorkerMessage, type CoordinatorMessage, type MemberInfo } from '../shared/ipc.js';
 import type { Logger } from '../shared/log.js';
 import { ownResourceErrorCode } from './resource-errors.js';
@@ -266,8 +267,11 @@ export class WorkerProcess {
     const file = this.#logFile;
     if (file === undefined) return undefined;
     try {
-      await mkdir(path.dirname(file), { recursive: true });
-      return await open(file, 'a');
+      // The worker's log holds ids: owner-only like the data (README), an older 0644 one narrowed.
+      await mkdir(path.dirname(file), { recursive: true, mode: DATA_DIR_MODE });
+      const handle = await open(file, 'a', DATA_FILE_MODE);
+      tightenFileMode(handle.fd);
+      return handle;
     } catch (err) {
       // Without descriptors the fork fails too: let the caller retry rather than lose the log.
       if (ownResourceErrorCode(err) !== undefined) {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { LOG_LEVELS, type LogLevel } from './log-level.js';
 import { defaultMaxConnections } from './open-file-limit.js';
-import { reachesListener } from './own-address.js';
+import { mappedIPv4, reachesListener } from './own-address.js';
 
 /** How a worker acknowledges a batch; see the README's durability table. */
 export type Durability = 'fsync' | 'write' | 'off';
@@ -199,9 +199,12 @@ function workerFromUrl(text: unknown, index: number): WorkerSpec {
   }
   const port = Number(url.port);
   if (port < 1 || port > 65535) throw expected(key, 'a URL with a port from 1 to 65535', text);
-  const local = LOCAL_HOSTS.has(url.hostname);
+  // The URL parser turns 127.1 and 2130706433 into 127.0.0.1 but leaves [::ffff:127.0.0.1] as
+  // [::ffff:7f00:1]: take it as its IPv4 address too, so it is spawned and caught as a repeat alike.
+  const hostname = mappedIPv4(url.hostname) ?? url.hostname;
+  const local = LOCAL_HOSTS.has(hostname);
   // Connect to the address itself, not "localhost": it may resolve to ::1 first while the worker binds 127.0.0.1.
-  const host = url.hostname === 'localhost' ? '127.0.0.1' : url.hostname.replace(/^\[|\]$/g, '');
+  const host = hostname === 'localhost' ? '127.0.0.1' : hostname.replace(/^\[|\]$/g, '');
   const urlHost = host.includes(':') ? `[${host}]` : host;
   const id = workerId(host, port);
   return { url: `http://${urlHost}:${port}`, host, port, local, id };

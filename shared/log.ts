@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import pino, { type DestinationStream, type Logger as Pino } from 'pino';
+import { DATA_DIR_MODE, DATA_FILE_MODE, tightenFileMode } from './data-modes.js';
 import type { LogLevel } from './log-level.js';
 
 export type { LogLevel } from './log-level.js';
@@ -29,8 +32,17 @@ interface SyncDestination {
   write(line: string): void;
 }
 
+/** Log lines hold ids: the folder and file are the owner's only (README), like the data. */
+function openLogFile(file: string): number {
+  mkdirSync(path.dirname(file), { recursive: true, mode: DATA_DIR_MODE });
+  const fd = openSync(file, 'a', DATA_FILE_MODE);
+  // The mode applies only when the file is created: narrow one an older version made 0644.
+  tightenFileMode(fd);
+  return fd;
+}
+
 function syncDestination(dest: number | string): SyncDestination {
-  const stream = pino.destination({ dest, sync: true, append: true, mkdir: typeof dest === 'string' });
+  const stream = pino.destination({ dest: typeof dest === 'string' ? openLogFile(dest) : dest, sync: true });
   // A full or read-only log disk, or a terminal that went away (EPIPE), must not take the service down.
   stream.on('error', () => {});
   return {

@@ -43,6 +43,19 @@ function embeddedV4(groups: readonly number[]): number[] | undefined {
   return [groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff];
 }
 
+/**
+ * The dotted quad an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, `[::ffff:7f00:1]`, with or
+ * without brackets) stands for, else undefined: connecting to it reaches that IPv4 address, so
+ * the config counts it as that address (repeats, loopback). The old compatible form
+ * (`::a.b.c.d`) is left alone: nothing routes it to IPv4 any more.
+ */
+export function mappedIPv4(host: string): string | undefined {
+  const text = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (!net.isIPv6(text)) return undefined;
+  const groups = parseV6(text.toLowerCase());
+  return groups[5] === 0xffff ? embeddedV4(groups)?.join('.') : undefined;
+}
+
 function parse(host: string): Address {
   let text = host.toLowerCase();
   if (text.startsWith('[') && text.endsWith(']')) text = text.slice(1, -1);

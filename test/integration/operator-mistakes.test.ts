@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { statusCommand } from '../../coordinator/cli/status-command.js';
 import { tenantFilePath } from '../../shared/tenant-file-name.js';
 import { isAlive, locksUnder, startCluster, stopAllClusters, waitFor, type Cluster } from '../helpers/cluster.js';
 import { Ledger, postUntil } from '../helpers/ledger.js';
@@ -201,6 +202,21 @@ describe('operator mistakes', () => {
     const brokenIds = ledger.acked.get('broken')!.size;
     expect(walBytes).toBeLessThan(brokenIds * 40 + 4096);
 
+    // What an operator is shown meanwhile: the rounds that try the broken tenant alone are
+    // not ok and persist no id (a round used to say ok, with its attempted ids as persisted).
+    type Round = { tenants: number; ids: number; failedTenants: number; ok: boolean };
+    let failing: { id: string; lastPersist: Round } | undefined;
+    await waitFor(async () => {
+      const { workers } = (await cluster.request('/status')).body as { workers: { id: string; lastPersist: Round | null }[] };
+      const found = workers.find((w) => w.lastPersist !== null && w.lastPersist.tenants === 1 && w.lastPersist.failedTenants === 1);
+      failing = found === undefined ? undefined : { id: found.id, lastPersist: found.lastPersist! };
+      return failing !== undefined;
+    }, 10_000, 'a round of the broken tenant alone in /status');
+    expect(failing!.lastPersist).toMatchObject({ ids: 0, ok: false });
+    let table = '';
+    await statusCommand(cluster.url, { json: false, color: false, out: (text) => { table += text; } });
+    expect(table.split('\n').find((line) => line.includes(`│ ${failing!.id} `))).toMatch(/, 0 ids, incomplete: 1 tenant failed/);
+
     // The operator moves the directory away: the broken tenant's ids arrive too.
     rmSync(tenantFilePath(db, 'broken'), { recursive: true });
     await expectNothingLost(cluster, ledger, 'broken tenant repaired');
@@ -216,5 +232,11 @@ describe('operator mistakes', () => {
     const walFolder = path.join(db, '.wal', readdirSync(path.join(db, '.wal'))[0]!);
     expect(statSync(walFolder).mode & 0o777).toBe(0o700);
     for (const segment of readdirSync(walFolder)) expect(statSync(path.join(walFolder, segment)).mode & 0o777).toBe(0o600);
+    // The logs too (they hold ids): the coordinator's own, and each worker's (its stdout, opened by the coordinator).
+    const logs = path.join(cluster.dir, 'logs');
+    expect(statSync(logs).mode & 0o777).toBe(0o700);
+    const logFiles = readdirSync(logs).filter((name) => /^(coordinator|worker-\d+)\.log$/.test(name)).sort();
+    expect(logFiles).toEqual(['coordinator.log', ...cluster.workerUrls.map((url) => `worker-${new URL(url).port}.log`)].sort());
+    for (const file of logFiles) expect([file, statSync(path.join(logs, file)).mode & 0o777]).toEqual([file, 0o600]);
   });
 });

@@ -257,6 +257,30 @@ describe('workers as a list of URLs', () => {
     expect(err.message).toContain(`\`workers[${last}]\``);
   });
 
+  it.each(['http://[::ffff:127.0.0.1]:5001', 'http://[::ffff:7f00:1]:5001', 'http://[0:0:0:0:0:ffff:127.0.0.1]:5001'])(
+    'takes the IPv4-mapped loopback %s as 127.0.0.1: local (spawned)',
+    (url) => {
+      expect(validate({ workers: [url] }).workers).toEqual([
+        { url: 'http://127.0.0.1:5001', host: '127.0.0.1', port: 5001, local: true, id: 'worker-5001' },
+      ]);
+    },
+  );
+
+  it.each([
+    ['a loopback worker', 'http://127.0.0.1:5001', 'http://[::ffff:127.0.0.1]:5001'],
+    ['a remote worker', 'http://10.0.0.5:6000', 'http://[::ffff:10.0.0.5]:6000'],
+  ])('rejects an IPv4-mapped IPv6 spelling of %s as a repeat', (_what, first, mapped) => {
+    const err = configError(() => validate({ workers: [first, 'http://127.0.0.1:5002', mapped] }));
+    expect(err.key).toBe('workers[2]');
+    expect(err.message).toContain('`workers[2]` repeats `workers[0]`');
+  });
+
+  it('keeps a plain IPv6 remote worker as written, and the old IPv4-compatible form as IPv6', () => {
+    const [v6, compatible] = validate({ workers: ['http://[2001:db8::1]:6000', 'http://[::10.0.0.5]:6000'] }).workers;
+    expect(v6).toMatchObject({ url: 'http://[2001:db8::1]:6000', host: '2001:db8::1', local: false });
+    expect(compatible).toMatchObject({ url: 'http://[::a00:5]:6000', host: '::a00:5', local: false });
+  });
+
   it('never gives two local workers the same id (log file, WAL and lock owner)', () => {
     // localhost:5001 and [::1]:5001 are different sockets, but both would be "worker-5001".
     let config: Config | undefined;

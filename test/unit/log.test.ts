@@ -61,6 +61,23 @@ describe('Logger', () => {
     expect(records(file).map((r) => r.msg)).toEqual(['config key `wrokers` is unknown and ignored (check its spelling)', 'starting']);
   });
 
+  it('keeps its log owner-only (it holds ids): creates it 0600 in a 0700 folder, narrows an older 0644 one', () => {
+    const folder = path.join(tempDir(), 'logs');
+    const file = path.join(folder, 'coordinator.log');
+    new Logger('coordinator', file).info('created');
+    expect(fs.statSync(folder).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+
+    const older = path.join(folder, 'worker-5001.log');
+    fs.writeFileSync(older, '');
+    fs.chmodSync(older, 0o644);
+    const log = new Logger('coordinator', undefined, { holdUntilFile: true });
+    log.setFile(older);
+    log.info('appended');
+    expect(fs.statSync(older).mode & 0o777).toBe(0o600);
+    expect(records(older).map((r) => r.msg)).toEqual(['appended']);
+  });
+
   it('loses no line when the process is SIGKILLed right after logging', async () => {
     const file = path.join(tempDir(), 'killed.log');
     const count = 2000;

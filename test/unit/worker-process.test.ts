@@ -82,6 +82,23 @@ describe('WorkerProcess (a real child: test/fixtures/fake-worker.mjs)', () => {
     expect(lines().join('\n')).toMatch(/message config health_check 7\n.*got \/kill/);
   });
 
+  it('opens the log file owner-only (it holds ids): creates it 0600 in a 0700 folder, narrows an older 0644 one', async () => {
+    const first = await fakeWorker('crash');
+    await first.child.start(() => ({ config: first.config, members: [] }));
+    await first.child.exited;
+    expect(fs.statSync(first.config.worker_logs).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(first.logFile).mode & 0o777).toBe(0o600);
+
+    const second = await fakeWorker('crash');
+    fs.mkdirSync(path.dirname(second.logFile), { recursive: true });
+    fs.writeFileSync(second.logFile, 'an older line\n', { mode: 0o644 });
+    fs.chmodSync(second.logFile, 0o644);
+    await second.child.start(() => ({ config: second.config, members: [] }));
+    await second.child.exited;
+    expect(fs.statSync(second.logFile).mode & 0o777).toBe(0o600);
+    expect(second.lines()[0]).toBe('an older line');
+  });
+
   it('stop escalation: /kill ignored → SIGTERM at half the timeout → SIGKILL at the timeout, then waits for the exit', async () => {
     const { child, config, log, lines } = await fakeWorker('stubborn');
     await child.start(() => ({ config, members: [] }));
