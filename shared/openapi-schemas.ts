@@ -15,6 +15,14 @@ const isoTime = { type: 'string', format: 'date-time' } as const;
 /** A worker's state in the coordinator's rows (see the README's list of states). */
 const WORKER_STATES = ['starting', 'up', 'suspect', 'down', 'backing-off', 'stopping', 'stopped'];
 
+/** What a persist round did, as the worker's health and the coordinator's status both show it (worker/persister.ts RoundResult). */
+const ROUND_OUTCOME = {
+  tenants: { ...int, description: 'Tenants the round took ids of, the failed ones included.' },
+  ids: { ...int, description: 'Ids persisted (not those of failed tenants, which stay pending).' },
+  failedTenants: { ...int, description: 'Tenants whose ids could not be persisted: they stay pending and in the write-ahead log.' },
+  ok: { type: 'boolean', description: 'Everything persisted (no failed tenant) and checkpointed, and the sealed log segments were deleted.' },
+} as const;
+
 export const SCHEMAS: Record<string, Schema> = {
   Error: {
     type: 'object',
@@ -58,10 +66,7 @@ export const SCHEMAS: Record<string, Schema> = {
     required: ['at', 'tenants', 'ids', 'failedTenants', 'ok', 'ms'],
     properties: {
       at: { type: 'number', description: 'When it ended (epoch ms).' },
-      tenants: int,
-      ids: int,
-      failedTenants: int,
-      ok: { type: 'boolean', description: 'Everything persisted and checkpointed: the sealed log segments were deleted.' },
+      ...ROUND_OUTCOME,
       adopted: int,
       ms: { type: 'number', minimum: 0 },
     },
@@ -133,8 +138,9 @@ export const SCHEMAS: Record<string, Schema> = {
       walLost: nullable({ type: 'boolean' }),
       lastPersist: nullable({
         type: 'object',
+        description: "The worker's last persist round (see PersistRound).",
         required: ['at', 'ms', 'tenants', 'ids', 'failedTenants', 'ok'],
-        properties: { at: isoTime, ms: { type: 'number' }, tenants: int, ids: int, failedTenants: int, ok: { type: 'boolean' } },
+        properties: { at: isoTime, ms: { type: 'number' }, ...ROUND_OUTCOME },
       }),
     },
   },

@@ -45,7 +45,7 @@ const persistRoundSeconds = new Histogram({
 
 const persistedIds = new Counter({
   name: 'countapp_worker_persist_ids_total',
-  help: 'Ids handed to the store by persist rounds (repeats included).',
+  help: 'Ids persist rounds got into the store (repeats included; not those of failed tenants, which stay pending).',
   registers: [registry],
 });
 

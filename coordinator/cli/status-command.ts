@@ -19,7 +19,15 @@ interface WorkerRow {
   pendingIds: number | null;
   tenants: number | null;
   walBytes: number | null;
-  lastPersist: { at: string; ms: number; ids: number; tenants: number; ok: boolean } | null;
+  lastPersist: { at: string; ms: number; ids: number; tenants: number; failedTenants: number; ok: boolean } | null;
+}
+
+/** What a round that was not ok left undone, for its cell: which tenants failed, when some did (their ids stay pending). */
+function persistTrouble(round: NonNullable<WorkerRow['lastPersist']>): string {
+  if (round.ok) return '';
+  // `> 0`: a coordinator of an older version may not send failedTenants.
+  if (round.failedTenants > 0) return `, incomplete: ${count(round.failedTenants)} tenant${round.failedTenants === 1 ? '' : 's'} failed`;
+  return ', incomplete';
 }
 
 /** `countapp status`: the coordinator's `GET /status` as a table like `pm2 ls`. */
@@ -44,7 +52,7 @@ export async function statusCommand(base: string, options: { readonly json: bool
   const rows = workers.map((worker): Cell[] => {
     const exit = worker.lastExit === null ? '–' : `${worker.lastExit.reason}, ${ago(worker.lastExit.at)}`;
     const respawn = worker.nextRespawnAt === null ? '' : ` (respawn in ${duration((Date.parse(worker.nextRespawnAt) - Date.now()) / 1000)})`;
-    const persist = worker.lastPersist === null ? '–' : `${ago(worker.lastPersist.at)}, ${worker.lastPersist.ms} ms, ${count(worker.lastPersist.ids)} ids${worker.lastPersist.ok ? '' : ', incomplete'}`;
+    const persist = worker.lastPersist === null ? '–' : `${ago(worker.lastPersist.at)}, ${worker.lastPersist.ms} ms, ${count(worker.lastPersist.ids)} ids${persistTrouble(worker.lastPersist)}`;
     return [
       { text: worker.id },
       { text: worker.local ? worker.url : `${worker.url} (remote)` },
@@ -55,7 +63,8 @@ export async function statusCommand(base: string, options: { readonly json: bool
       { text: count(worker.pendingIds), align: 'right' },
       { text: count(worker.tenants), align: 'right' },
       { text: bytes(worker.walBytes), align: 'right' },
-      { text: persist },
+      // Red when the round left something unpersisted: its ids wait in the worker and its log.
+      { text: persist, ...(worker.lastPersist === null || worker.lastPersist.ok ? {} : { color: 31 }) },
       { text: exit },
     ];
   });

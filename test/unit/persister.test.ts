@@ -130,7 +130,8 @@ describe('Persister', () => {
     await accept(w, 'fine', 'z');
     const sealedBefore = await listSegments(w.walFolder);
     const round = await w.persister.persistNow();
-    expect(round).toMatchObject({ ok: true, failedTenants: 1 });
+    // Not ok, and only the good tenant's id counts as persisted, though the old segments go.
+    expect(round).toMatchObject({ ok: false, tenants: 2, ids: 1, failedTenants: 1 });
     expect(await w.store.count('fine')).toBe(1);
     expect(w.pending.ids).toBe(2);
     // The log holds only what is unpersisted: the broken tenant's ids, in a newer segment.
@@ -141,8 +142,25 @@ describe('Persister', () => {
     expect(replay.take()).toEqual(new Map([['broken', ['x', 'y']]]));
     // Once the operator moves the directory away, the next round persists them.
     rmSync(tenantFilePath(db, 'broken'), { recursive: true });
-    expect(await w.persister.persistNow()).toMatchObject({ ok: true, failedTenants: 0 });
+    expect(await w.persister.persistNow()).toMatchObject({ ok: true, tenants: 1, ids: 2, failedTenants: 0 });
     expect(await w.store.count('broken')).toBe(2);
+    await w.wal.close();
+  });
+
+  it('reports a round where every tenant failed (a store that is down) as not ok, with no id persisted', async () => {
+    const w = await worker();
+    mkdirSync(tenantFilePath(db, 'down-1'));
+    mkdirSync(tenantFilePath(db, 'down-2'));
+    await accept(w, 'down-1', 'a', 'b');
+    await accept(w, 'down-2', 'c');
+    const round = await w.persister.persistNow();
+    expect(round).toMatchObject({ ok: false, tenants: 2, ids: 0, failedTenants: 2 });
+    expect(w.persister.lastRound).toBe(round); // what /status shows as lastPersist
+    expect(w.pending.ids).toBe(3);
+    // Once they can be written, the next round persists them all (and cancels its retry timer).
+    rmSync(tenantFilePath(db, 'down-1'), { recursive: true });
+    rmSync(tenantFilePath(db, 'down-2'), { recursive: true });
+    expect(await w.persister.persistNow()).toMatchObject({ ok: true, tenants: 2, ids: 3, failedTenants: 0 });
     await w.wal.close();
   });
 
