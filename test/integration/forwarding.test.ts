@@ -45,9 +45,9 @@ describe('forwarding outcomes', () => {
 
   it('a workers entry that is another coordinator: 508 forwarding_loop at the first hop, logged with its URL, nothing stored', async () => {
     const target = await startCluster({ workers: 1 });
-    // Not a loopback spelling the config treats as local (so it is forwarded to, not spawned), and not this coordinator's own port.
-    const loopUrl = `http://[::ffff:127.0.0.1]:${target.port}`;
-    const looping = await startCluster({ workers: 0, config: { workers: [loopUrl] } });
+    // A worker run by hand as far as this config says (forwarded to, not spawned), and not this coordinator's own port.
+    const loopUrl = `http://127.0.0.1:${target.port}`;
+    const looping = await startCluster({ workers: 0, config: { workers: [{ url: loopUrl, spawn: false }] } });
     const tenant = 'looped';
     const started = Date.now();
     const answer = await looping.post([{ id: 'x', tenant }]);
@@ -60,7 +60,7 @@ describe('forwarding outcomes', () => {
     // The coordinator that was used as a worker logged the refusal under the id the client got...
     await target.waitFor(() => target.output().includes(answer.body.error.id), 5_000, 'the 508 id in the target coordinator log');
     // ...and the forwarding one logged an error naming the URL that loops.
-    await looping.waitFor(() => /"level":"error".*forwarding loop: the workers entry http:\/\/\[::ffff:7f00:1\]:\d+ is a coordinator/.test(looping.output()), 5_000, 'the forwarding-loop error line');
+    await looping.waitFor(() => /"level":"error".*forwarding loop: the workers entry http:\/\/127\.0\.0\.1:\d+ is a coordinator/.test(looping.output()), 5_000, 'the forwarding-loop error line');
     const count = await looping.request(`/items/count?tenant=${tenant}`);
     expect(count.status).toBe(508);
     await sleep(1_500);

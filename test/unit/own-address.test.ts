@@ -56,8 +56,10 @@ describe('a workers entry that is the coordinator itself is refused', () => {
     for (const host of LOOPBACK_SPELLINGS) expect(refusal(`http://${host}:${PORT + 1}`), host).toBeUndefined();
     expect(refusal(`http://192.0.2.1:${PORT}`)).toBeUndefined();
     expect(refusal(`http://[2001:db8::1]:${PORT}`)).toBeUndefined();
-    // A coordinator bound to one address is not reached through loopback.
-    expect(refusal(`http://[::ffff:127.0.0.1]:${PORT}`, { host: '192.0.2.1' })).toBeUndefined();
+    // A coordinator bound to one address is not reached through another machine's, in any spelling.
+    expect(refusal(`http://[::ffff:192.0.2.2]:${PORT}`, { host: '192.0.2.1' })).toBeUndefined();
+    // An IPv4-mapped loopback spelling is 127.0.0.1 itself: a worker on this machine, on the coordinator's port.
+    expect(refusal(`http://[::ffff:127.0.0.1]:${PORT}`, { host: '192.0.2.1' })).toBe(refusal(`http://127.0.0.1:${PORT}`, { host: '192.0.2.1' }));
   });
 });
 
